@@ -1,0 +1,154 @@
+"""Config validation with messages that name the key and the fix.
+
+ml_collections already refuses unknown keys on a locked config, but its messages are bare
+(``AttributeError: "'lr'"``). Everything here turns such mistakes into a ``ConfigError`` that says
+which key, what is wrong, and what to type instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import os
+from typing import Any, Iterable, Optional
+
+import ml_collections
+
+
+class ConfigError(ValueError):
+  """A config mistake: ``key`` is the dotted key, ``fix`` what to do about it."""
+
+  def __init__(self, key: str, problem: str, fix: str):
+    self.key, self.problem, self.fix = key, problem, fix
+    super().__init__(f"config key '{key}': {problem}. Fix: {fix}.")
+
+
+def flatten(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
+  """``{'a.b': value}`` for every leaf of a (nested) ConfigDict."""
+  out = {}
+  for k, v in config.items():
+    path = f"{prefix}{k}"
+    if isinstance(v, (ml_collections.ConfigDict, dict)) and v:
+      out.update(flatten(ml_collections.ConfigDict(v) if isinstance(v, dict) else v, path + "."))
+    else:
+      out[path] = v
+  return out
+
+
+def _suggest(key: str, known: Iterable[str]) -> str:
+  known = sorted(known)
+  parent, _, leaf = key.rpartition(".")
+  siblings = [k for k in known if k.rpartition(".")[0] == parent]
+  # Abbreviations (lr -> learning_rate) first, then spelling (batchsize -> batch_size).
+  close = [s for s in siblings if "".join(w[0] for w in s.rpartition(".")[2].split("_")) == leaf]
+  close = close or difflib.get_close_matches(key, siblings or known, n=1, cutoff=0.6)
+  hint = f"did you mean '{close[0]}'?" if close else "remove it or check its spelling"
+  if parent and siblings:
+    hint += f" Keys under '{parent}': " + ", ".join(s[len(parent) + 1:] for s in siblings)
+  return hint
+
+
+def _article(word: str) -> str:
+  return ("an " if word[0] in "aeiou" else "a ") + word
+
+
+def _type_ok(value: Any, expected: Any) -> bool:
+  if expected is None or value is None:
+    return True
+  if isinstance(expected, bool) or isinstance(value, bool):
+    return isinstance(value, bool) == isinstance(expected, bool)
+  if isinstance(expected, float):
+    return isinstance(value, (int, float))
+  if isinstance(expected, (tuple, list)):
+    return isinstance(value, (tuple, list))
+  return isinstance(value, type(expected))
+
+
+def check_against(config: ml_collections.ConfigDict,
+                  reference: ml_collections.ConfigDict,
+                  sections: Optional[Iterable[str]] = None) -> None:
+  """Checks that ``config`` has the keys and value types of ``reference``.
+
+  Args:
+    config: the config to check (e.g. one a user built in Python).
+    reference: a config with every allowed key and a default of the right type.
+    sections: only check keys under these top-level sections (default: all).
+
+  Raises:
+    ConfigError: naming the first unknown, missing or mistyped key.
+  """
+  got, want = flatten(config), flatten(reference)
+  def keep(k):
+    return sections is None or k.split(".", 1)[0] in sections
+  for k in sorted(got):
+    if keep(k) and k not in want and not any(k.startswith(w + ".") for w in want):
+      raise ConfigError(k, "unknown key", _suggest(k, want))
+  for k in sorted(want):
+    if keep(k) and k not in got and not any(g.startswith(k + ".") for g in got):
+      raise ConfigError(k, "missing", f"add it (default: {want[k]!r})")
+  for k, v in got.items():
+    if keep(k) and k in want and not _type_ok(v, want[k]):
+      raise ConfigError(k, f"expects {type(want[k]).__name__}, got "
+                        f"{type(v).__name__} {v!r}", f"set --config.{k}=<{type(want[k]).__name__}>"
+                        f" (default {want[k]!r})")
+
+
+def require(cond: bool, key: str, problem: str, fix: str) -> None:
+  if not cond:
+    raise ConfigError(key, problem, fix)
+
+
+def require_choice(config: ml_collections.ConfigDict, key: str, choices: Iterable[str]) -> None:
+  value = flatten(config).get(key)
+  choices = tuple(choices)
+  require(value in choices, key, f"{value!r} is not one of {choices}",
+          f"set --config.{key}=" + "|".join(choices))
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """Loads ``path/to/config.py[:arg]`` the way ``config_flags`` does (for diagnostics)."""
+  path, _, arg = spec.partition(":")
+  if not os.path.exists(path):
+    raise ConfigError("--config", f"file {path} does not exist",
+                      "pass --config=configs/<method>/<exp>.py[:arg]")
+  mod_spec = importlib.util.spec_from_file_location("_cfg_diag", path)
+  module = importlib.util.module_from_spec(mod_spec)
+  mod_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def diagnose_overrides(argv: list[str]) -> Optional[ConfigError]:
+  """Finds the bad ``--config.key=value`` override in ``argv``, if any.
+
+  Used when absl's flag parsing failed, to replace its terse message with one that names the key,
+  the problem and the fix.
+  """
+  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if spec is None:
+    return None
+  try:
+    config = load_config_file(spec)
+  except ConfigError as e:
+    return e
+  known = flatten(config)
+  for arg in argv:
+    if not arg.startswith("--config."):
+      continue
+    key, has_value, raw = arg[len("--config."):].partition("=")
+    if key not in known:
+      parent_is_leaf = any(key.startswith(k + ".") for k in known)
+      if not parent_is_leaf:
+        return ConfigError(key, f"unknown key in {arg}", _suggest(key, known))
+      continue
+    default = known[key]
+    if has_value and default is not None and not isinstance(default, str):
+      try:
+        if isinstance(default, bool):
+          if raw.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(raw)
+        elif isinstance(default, (int, float)):
+          type(default)(raw)
+      except ValueError:
+        return ConfigError(key, f"expects {type(default).__name__}, got {raw!r}",
+                           f"pass {_article(type(default).__name__)}, e.g. --config.{key}={default!r}")
+  return None

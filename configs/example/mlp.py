@@ -1,0 +1,27 @@
+r"""The training core's own end-to-end job: an MLP learns a planted linear teacher.
+
+    python scripts/train.py --config=configs/example/mlp.py --workdir=/tmp/example
+
+Expected (2-core CPU, 2026-11-28): test accuracy about 0.95 (the label-noise ceiling is 0.9625)
+after 600 steps, under a minute. ``:runlocal`` shrinks it to a seconds-long smoke run.
+"""
+
+from common import example_task
+
+
+def get_config(arg: str = "") -> "ml_collections.ConfigDict":
+  c = example_task.get_default_config()
+  c.train.num_steps = 600
+  c.train.batch_size = 128
+  c.train.log_every = 50
+  c.train.eval_every = 200
+  c.train.checkpoint_every = 200
+  c.optim.learning_rate = 3e-3
+  if arg == "runlocal":
+    c.train.num_steps = 40
+    c.train.log_every = 10
+    c.train.eval_every = 20
+    c.train.checkpoint_every = 20
+    c.model.hidden = (32,)
+    c.data.eval_examples = 256
+  return c
