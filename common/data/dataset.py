@@ -1,0 +1,239 @@
+"""The prepared data set (``RecDataset``) and the pipeline that builds one from a data config.
+
+The data config (an ml_collections ConfigDict or a plain dict; see configs/data/ and docs/data.md):
+
+  name            the data set's name (letters, digits, ``_``; the tfds config name).
+  source.format   recbole_atomic | movielens | sequence_text | table | synthetic, plus the
+                  reader's own keys (``path``, column names, ...; see ``read_source``).
+  preprocess      keyword arguments of ``preprocess.preprocess`` (threshold, k-core, tie-break,
+                  split).
+  item_features   field name -> options (see features.py); ``user_features`` likewise.
+  auto_features   also add every column the options do not name, with its default kind.
+
+Relative paths in a config are taken against the repository root.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+import numpy as np
+
+from common.data import features as features_lib
+from common.data import movielens, readers, synthetic
+from common.data.errors import DataError
+from common.data.parsing import resolve_path
+from common.data.preprocess import preprocess
+from common.data.raw import RawData, canonical_ids
+from common.data.schema import FieldSpec
+
+FORMATS = ("recbole_atomic", "movielens", "sequence_text", "table", "synthetic")
+PARTS = ("train", "train_valid", "all")
+
+
+@dataclasses.dataclass
+class RecDataset:
+  """A prepared recommendation data set, held in memory.
+
+  Users and items are remapped to 1..num_users and 1..num_items; 0 is padding everywhere.
+
+  Attributes:
+    name: the data set's name.
+    offsets: int64 ``[num_users + 2]``; user u's events are ``items[offsets[u]:offsets[u+1]]``.
+    items: int32 ``[num_interactions]``, item ids, chronological within each user.
+    timestamps: float64 ``[num_interactions]`` (the file position where the source had none).
+    n_train: int32 ``[num_users + 1]``: each user's first ``n_train[u]`` events are train,
+    n_valid: int32 ``[num_users + 1]``: the next ``n_valid[u]`` valid, and the rest test.
+    item_raw_ids: the raw id of each item id (index 0: None).
+    user_raw_ids: the raw id of each user id (index 0: None).
+    field_specs: the item fields, ``item_id`` first (see schema.py).
+    item_features: field name -> array indexed by item id, row 0 all zeros (schema.py).
+    user_field_specs: the user fields, ``user_id`` first.
+    user_features: field name -> array indexed by user id.
+    vocabs: item field name -> {"tokens": [...]} or {"edges": [...]}, plus "column".
+    user_vocabs: likewise for user fields.
+    counts: events left after each preprocessing step.
+    config: the data config it was built from, as a plain dict.
+  """
+
+  name: str
+  offsets: np.ndarray
+  items: np.ndarray
+  timestamps: np.ndarray
+  n_train: np.ndarray
+  n_valid: np.ndarray
+  item_raw_ids: np.ndarray
+  user_raw_ids: np.ndarray
+  field_specs: list[FieldSpec]
+  item_features: dict[str, Any]
+  user_field_specs: list[FieldSpec]
+  user_features: dict[str, Any]
+  vocabs: dict[str, dict]
+  user_vocabs: dict[str, dict]
+  counts: dict[str, int]
+  config: dict
+
+  @property
+  def num_users(self) -> int:
+    return len(self.offsets) - 2
+
+  @property
+  def num_items(self) -> int:
+    return len(self.item_raw_ids) - 1
+
+  @property
+  def num_interactions(self) -> int:
+    return len(self.items)
+
+  def lengths(self, part: str = "all") -> np.ndarray:
+    """int64 ``[num_users + 1]``: each user's number of events in ``part``.
+
+    Args:
+      part: ``train`` (the train segment), ``train_valid`` (train and valid) or ``all``.
+    """
+    if part == "train":
+      return self.n_train.astype(np.int64)
+    if part == "train_valid":
+      return self.n_train.astype(np.int64) + self.n_valid
+    if part == "all":
+      return np.diff(self.offsets)
+    raise ValueError(f"part {part!r} is not one of {PARTS}.")
+
+  def sequence(self, user: int, part: str = "all") -> np.ndarray:
+    """User ``user``'s item ids in ``part`` (see ``lengths``), oldest first."""
+    start = self.offsets[user]
+    return self.items[start:start + self.lengths(part)[user]]
+
+  def item_counts(self, part: str = "train") -> np.ndarray:
+    """int64 ``[num_items + 1]``: events per item in ``part`` (popularity: logQ, baselines)."""
+    lengths = self.lengths(part)
+    pos = np.arange(len(self.items)) - np.repeat(self.offsets[:-1], np.diff(self.offsets))
+    keep = pos < np.repeat(lengths, np.diff(self.offsets))
+    return np.bincount(self.items[keep], minlength=self.num_items + 1)
+
+  def feature_spec(self, name: str) -> FieldSpec:
+    """The item field named ``name``."""
+    for spec in self.field_specs:
+      if spec.name == name:
+        return spec
+    raise KeyError(f"no item field {name!r}; the fields are {[s.name for s in self.field_specs]}.")
+
+
+def to_plain(cfg) -> dict:
+  """A ConfigDict (or dict) as a plain, JSON-friendly dict."""
+  if cfg is None:
+    return {}
+  if hasattr(cfg, "to_dict"):
+    cfg = cfg.to_dict()
+  return {k: to_plain(v) if isinstance(v, dict) or hasattr(v, "to_dict") else
+          (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
+
+
+def read_source(source: dict, item_fields: Optional[dict] = None,
+                user_fields: Optional[dict] = None) -> RawData:
+  """Runs the reader the source config names.
+
+  Args:
+    source: ``format`` plus the reader's keys: ``path`` (a folder for recbole_atomic and
+      movielens, a file otherwise) and, by format, recbole_atomic: ``dataset``, ``user_field``,
+      ``item_field``, ``rating_field``, ``time_field``, ``seq_separator``; movielens:
+      ``variant``; sequence_text: ``has_user_id``, ``separator``, ``item_path`` (optional item
+      table, read as for ``table``); table: ``user_col``, ``item_col``, ``rating_col``,
+      ``time_col``, ``item_path``, ``item_id_col``, ``user_path``, ``user_id_col``,
+      ``file_format``, ``delimiter``; synthetic: the generator's keys (synthetic.py). All take
+      ``encoding``.
+    item_fields: the item feature options; a generic table reads the columns they name.
+    user_fields: likewise for users.
+
+  Raises:
+    DataError: an unknown format, or any reader error.
+  """
+  source = to_plain(source)
+  fmt = source.get("format")
+  if fmt not in FORMATS:
+    raise DataError(f"data.source.format {fmt!r} is not one of {FORMATS}.")
+  if fmt == "synthetic":
+    raw, _ = synthetic.generate(source)
+    return raw
+  if not source.get("path"):
+    raise DataError(f"data.source.path is required for format {fmt!r}.")
+  path = resolve_path(source["path"])
+  enc = source.get("encoding", "auto")
+  opt = lambda k: resolve_path(source[k]) if source.get(k) else None
+  if fmt == "recbole_atomic":
+    keys = ("dataset", "user_field", "item_field", "rating_field", "time_field", "seq_separator")
+    return readers.read_recbole_atomic(path, encoding=enc,
+                                       **{k: source[k] for k in keys if source.get(k)})
+  if fmt == "movielens":
+    return movielens.read_movielens(path, source.get("variant"), encoding=enc)
+  file_cols = lambda fields: ({k: v for k, v in fields.items() if not v.get("path")}
+                              if fields else None)
+  if fmt == "sequence_text":
+    raw = readers.read_sequence_text(path, has_user_id=source.get("has_user_id", True),
+                                     separator=source.get("separator"), encoding=enc)
+    if source.get("item_path"):
+      raw.items = readers.read_table_features(
+          opt("item_path"), id_col=source.get("item_id_col", "item_id"),
+          columns=file_cols(item_fields), delimiter=source.get("delimiter"), encoding=enc)
+      raw.interactions.items, raw.items.ids = canonical_ids(raw.interactions.items,
+                                                            raw.items.ids)
+    return raw
+  for key in ("user_col", "item_col"):
+    if not source.get(key):
+      raise DataError(f"data.source.{key} is required for format 'table'.", path=path)
+  return readers.read_table(
+      path, user_col=source["user_col"], item_col=source["item_col"],
+      rating_col=source.get("rating_col"), time_col=source.get("time_col"),
+      item_path=opt("item_path"), item_id_col=source.get("item_id_col"),
+      item_columns=file_cols(item_fields), user_path=opt("user_path"),
+      user_id_col=source.get("user_id_col"), user_columns=file_cols(user_fields),
+      format=source.get("file_format"), delimiter=source.get("delimiter"), encoding=enc)
+
+
+def _dense_files(fields: dict) -> dict:
+  out = {}
+  for name, opts in (fields or {}).items():
+    if opts.get("path"):
+      if opts.get("kind", "dense") != "dense":
+        raise DataError(f"feature field {name!r}: a 'path' is only for kind 'dense'.")
+      out[name] = readers.read_dense(resolve_path(opts["path"]),
+                                     resolve_path(opts["ids_path"]) if opts.get("ids_path")
+                                     else None)
+  return out
+
+
+def build_dataset(config) -> RecDataset:
+  """Reads, preprocesses and featurises a data set as its config says, in memory.
+
+  Args:
+    config: the data config (see the module docstring).
+
+  Returns:
+    The prepared data set.
+
+  Raises:
+    DataError: any problem with the input, located by file, line and column.
+  """
+  cfg = to_plain(config)
+  name = cfg.get("name") or "dataset"
+  item_fields = cfg.get("item_features") or {}
+  user_fields = cfg.get("user_features") or {}
+  auto = cfg.get("auto_features", True)
+  raw = read_source(cfg.get("source") or {}, item_fields, user_fields)
+  raw.dense.update(_dense_files(item_fields))
+  pre = dict(cfg.get("preprocess") or {})
+  src = cfg.get("source") or {}
+  pre.setdefault("rating_column", src.get("rating_field") or src.get("rating_col") or "rating")
+  pre.setdefault("time_column", src.get("time_field") or src.get("time_col") or "timestamp")
+  seqs = preprocess(raw.interactions, **pre)
+  specs, arrays, vocabs = features_lib.build_features(
+      seqs.item_raw_ids, raw.items, raw.dense, item_fields, auto, "item_id")
+  user_specs, user_arrays, user_vocabs = features_lib.build_features(
+      seqs.user_raw_ids, raw.users, None, user_fields, auto, "user_id")
+  return RecDataset(name=name, offsets=seqs.offsets, items=seqs.items,
+                    timestamps=seqs.timestamps, n_train=seqs.n_train, n_valid=seqs.n_valid,
+                    item_raw_ids=seqs.item_raw_ids, user_raw_ids=seqs.user_raw_ids,
+                    field_specs=specs, item_features=arrays, user_field_specs=user_specs,
+                    user_features=user_arrays, vocabs=vocabs, user_vocabs=user_vocabs,
+                    counts=seqs.counts, config=cfg)

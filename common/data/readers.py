@@ -1,0 +1,431 @@
+"""Readers for RecBole atomic files, one-line-per-user sequence files, generic CSV/TSV/JSON-lines
+tables and dense vectors in ``.npy``/``.npz`` files.
+
+Each reader returns the containers of ``raw.py``; raw MovieLens files are in ``movielens.py``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from typing import Optional
+
+import numpy as np
+
+from common.data.errors import DataError, require_columns, require_file
+from common.data.parsing import read_text, split_rows, to_float, to_time
+from common.data.raw import (DenseTable, RawColumn, RawData, RawInteractions, RawTable,
+                             canonical_ids)
+
+# RecBole's atomic-file types, and how a value of each is split.
+_ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
+
+
+# ------------------------------------------------------------------------------------------------
+# RecBole atomic files.
+
+
+def _atomic_header(line: str, path: str) -> tuple[list[str], list[str]]:
+  names, types = [], []
+  for j, field in enumerate(line.split("\t")):
+    name, _, typ = field.strip().partition(":")
+    if typ not in _ATOMIC_TYPES:
+      raise DataError(f"header field {field!r} needs a type suffix, one of "
+                      f"{[':' + t for t in _ATOMIC_TYPES]} (RecBole atomic format).", path=path,
+                      line=1, column=name or str(j + 1))
+    names.append(name)
+    types.append(typ)
+  return names, types
+
+
+def _atomic_table(path: str, encoding: str) -> tuple[list[str], list[str], list, list[int]]:
+  text = read_text(path, encoding)
+  head, _, body = text.partition("\n")
+  names, types = _atomic_header(head.rstrip("\r"), path)
+  rows, lines = split_rows(body, "\t", path, len(names), names, start_line=2)
+  cols = list(zip(*rows)) if rows else [()] * len(names)
+  return names, types, cols, lines
+
+
+def _atomic_column(name: str, typ: str, values, lines, path: str, seq_sep: str) -> RawColumn:
+  if typ == "token":
+    return RawColumn(name, "token", [v.strip() for v in values])
+  if typ == "token_seq":
+    return RawColumn(name, "token_seq", [[t for t in v.split(seq_sep) if t] for v in values])
+  if typ == "float":
+    return RawColumn(name, "float", to_float(values, lines, path, name, allow_missing=True))
+  out = []
+  for v, line in zip(values, lines):
+    toks = [t for t in v.split(seq_sep) if t]
+    out.append(to_float(toks, [line] * len(toks), path, name))
+  return RawColumn(name, "float_seq", out)
+
+
+def read_recbole_atomic(path: str, dataset: Optional[str] = None, *, user_field: str = "user_id",
+                        item_field: str = "item_id", rating_field: str = "rating",
+                        time_field: str = "timestamp", seq_separator: str = " ",
+                        encoding: str = "auto") -> RawData:
+  """Reads RecBole atomic files ``<path>/<dataset>.inter`` and, where present, ``.item``/``.user``.
+
+  Headers are ``name:type`` with type ``token``, ``token_seq``, ``float`` or ``float_seq``; fields
+  are tab-separated and sequence values split on ``seq_separator``.
+
+  Args:
+    path: the folder holding the files.
+    dataset: the file stem; defaults to the folder's name (RecBole's convention).
+    user_field: the user id column of ``.inter`` and ``.user``.
+    item_field: the item id column of ``.inter`` and ``.item``.
+    rating_field: the rating column of ``.inter``; read when present.
+    time_field: the timestamp column of ``.inter``; read when present.
+    seq_separator: the separator inside ``token_seq``/``float_seq`` values.
+    encoding: text encoding, ``auto`` for UTF-8 with a Latin-1 fallback.
+
+  Returns:
+    RawData with the events and the item and user tables.
+
+  Raises:
+    DataError: a file or column is missing, a line is malformed, or a value has the wrong type.
+  """
+  dataset = dataset or os.path.basename(os.path.normpath(path))
+  inter_path = require_file(os.path.join(path, dataset + ".inter"), "RecBole .inter file")
+  names, types, cols, lines = _atomic_table(inter_path, encoding)
+  require_columns(names, {"user_field": user_field, "item_field": item_field}, inter_path)
+  col = dict(zip(names, cols))
+  ratings = timestamps = None
+  if rating_field in col:
+    ratings = to_float(col[rating_field], lines, inter_path, rating_field)
+  if time_field in col:
+    timestamps = to_time(col[time_field], lines, inter_path, time_field)
+  users = np.array([v.strip() for v in col[user_field]], dtype=object)
+  items = np.array([v.strip() for v in col[item_field]], dtype=object)
+  _check_nonempty_ids(users, lines, inter_path, user_field)
+  _check_nonempty_ids(items, lines, inter_path, item_field)
+  inter = RawInteractions(inter_path, users, items, ratings, timestamps, np.asarray(lines))
+
+  tables = {}
+  for suffix, key in ((".item", item_field), (".user", user_field)):
+    table_path = os.path.join(path, dataset + suffix)
+    if not os.path.exists(table_path):
+      tables[suffix] = None
+      continue
+    names, types, cols, lines = _atomic_table(table_path, encoding)
+    require_columns(names, {f"{suffix[1:]}_field": key}, table_path)
+    columns = {}
+    for name, typ, values in zip(names, types, cols):
+      if name != key:
+        columns[name] = _atomic_column(name, typ, values, lines, table_path, seq_separator)
+    ids = np.array([v.strip() for v in cols[names.index(key)]], dtype=object)
+    tables[suffix] = RawTable(table_path, ids, columns, np.asarray(lines))
+  return _canonical(RawData(inter, tables[".item"], tables[".user"]))
+
+
+def _check_nonempty_ids(ids: np.ndarray, lines, path: str, column: str) -> None:
+  empty = np.flatnonzero(ids == "")
+  if len(empty):
+    raise DataError("the id is empty.", path=path, line=int(lines[empty[0]]), column=column)
+
+
+def _canonical(raw: RawData) -> RawData:
+  """Gives interaction and table ids one dtype so that they match (see raw.canonical_ids)."""
+  item_ids = [raw.items.ids] if raw.items is not None else []
+  items, *rest = canonical_ids(raw.interactions.items, *item_ids)
+  raw.interactions.items = items
+  if raw.items is not None:
+    raw.items.ids = rest[0]
+  user_ids = [raw.users.ids] if raw.users is not None else []
+  users, *rest = canonical_ids(raw.interactions.users, *user_ids)
+  raw.interactions.users = users
+  if raw.users is not None:
+    raw.users.ids = rest[0]
+  return raw
+
+
+# ------------------------------------------------------------------------------------------------
+# One line per user: ``user item item ...`` (the SASRec/BERT4Rec data files).
+
+
+def read_sequence_text(path: str, *, has_user_id: bool = True, separator: Optional[str] = None,
+                       encoding: str = "auto") -> RawData:
+  """Reads a file with one user per line: ``user item item ...`` in chronological order.
+
+  There are no timestamps: an item's position on its line is its order, so the chronological
+  order is the file order.
+
+  Args:
+    path: the file.
+    has_user_id: whether the first field is the user id; if not, the line number is the user id.
+    separator: the field separator; None splits on whitespace.
+    encoding: text encoding.
+
+  Raises:
+    DataError: the file is missing or a line has no items.
+  """
+  text = read_text(path, encoding)
+  users, items, lines = [], [], []
+  rows, row_lines = split_rows(text, separator, path, None)
+  for fields, line in zip(rows, row_lines):
+    fields = [f.strip() for f in fields]
+    if has_user_id:
+      user, seq = fields[0], fields[1:]
+    else:
+      user, seq = str(line), fields
+    if not seq or any(not f for f in seq):
+      raise DataError("malformed line: no item ids after the user id." if not seq else
+                      "malformed line: an empty item id (two separators in a row?).",
+                      path=path, line=line, column=str(2 if has_user_id else 1))
+    users.extend([user] * len(seq))
+    items.extend(seq)
+    lines.extend([line] * len(seq))
+  inter = RawInteractions(path, np.array(users, dtype=object), np.array(items, dtype=object),
+                          None, None, np.array(lines, dtype=np.int64))
+  return _canonical(RawData(inter))
+
+
+# ------------------------------------------------------------------------------------------------
+# Generic CSV / TSV / JSON lines, mapped by column names.
+
+_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".txt": "tsv"}
+
+
+def _records(path: str, fmt: Optional[str], delimiter: Optional[str],
+             encoding: str) -> tuple[list[str], list[dict], list[int]]:
+  """Reads a header-ed table as (column names, one dict per row, line numbers)."""
+  fmt = fmt or _FORMATS.get(os.path.splitext(path)[1].lower())
+  if fmt not in ("csv", "tsv", "jsonl"):
+    raise DataError(f"unknown table format {fmt!r}; set format to 'csv', 'tsv' or 'jsonl'.",
+                    path=path)
+  text = read_text(path, encoding)
+  if fmt == "jsonl":
+    names, records, lines = [], [], []
+    for lineno, line in enumerate(text.split("\n"), start=1):
+      if not line.strip():
+        continue
+      try:
+        rec = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise DataError(f"malformed JSON: {e.msg}.", path=path, line=lineno,
+                        column=str(e.colno)) from None
+      if not isinstance(rec, dict):
+        raise DataError("malformed line: a JSON object is expected on each line.", path=path,
+                        line=lineno)
+      for k in rec:
+        if k not in names:
+          names.append(k)
+      records.append(rec)
+      lines.append(lineno)
+    return names, records, lines
+  delim = delimiter or ("," if fmt == "csv" else "\t")
+  reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
+  try:
+    header = next(reader)
+  except StopIteration:
+    raise DataError("the file is empty; a header line is expected.", path=path, line=1) from None
+  header = [h.strip() for h in header]
+  records, lines = [], []
+  for fields in reader:
+    lineno = reader.line_num
+    if not any(f.strip() for f in fields):
+      continue
+    if len(fields) != len(header):
+      col = header[len(fields)] if len(fields) < len(header) else str(len(header) + 1)
+      raise DataError(f"malformed line: it has {len(fields)} fields, the header has "
+                      f"{len(header)} (is the delimiter {delim!r} right?).", path=path,
+                      line=lineno, column=col)
+    records.append(dict(zip(header, fields)))
+    lines.append(lineno)
+  return header, records, lines
+
+
+def _column(records: list[dict], lines: list[int], name: str, path: str,
+            required: bool = True) -> list:
+  out = []
+  for rec, line in zip(records, lines):
+    if name not in rec or rec[name] is None:
+      if required:
+        raise DataError("the value is missing.", path=path, line=line, column=name)
+      out.append("")
+    else:
+      out.append(rec[name])
+  return out
+
+
+def _ids(values: list, lines: list[int], path: str, column: str) -> np.ndarray:
+  out = np.array([str(v).strip() for v in values], dtype=object)
+  _check_nonempty_ids(out, lines, path, column)
+  return out
+
+
+def read_table_interactions(path: str, *, user_col: str, item_col: str,
+                            rating_col: Optional[str] = None, time_col: Optional[str] = None,
+                            format: Optional[str] = None, delimiter: Optional[str] = None,
+                            encoding: str = "auto") -> RawInteractions:
+  """Reads events from a CSV, TSV or JSON-lines file with named columns.
+
+  Args:
+    path: the file.
+    user_col: the user id column.
+    item_col: the item id column.
+    rating_col: the rating column, if any.
+    time_col: the timestamp column, if any: numbers, or ISO-8601 strings (read as UTC).
+    format: ``csv``, ``tsv`` or ``jsonl``; by default from the file extension.
+    delimiter: overrides the format's delimiter (e.g. ``;``).
+    encoding: text encoding.
+
+  Raises:
+    DataError: a missing file or column, a malformed line or a value of the wrong type.
+  """
+  header, records, lines = _records(path, format, delimiter, encoding)
+  require_columns(header, {"user_col": user_col, "item_col": item_col, "rating_col": rating_col,
+                           "time_col": time_col}, path)
+  users = _ids(_column(records, lines, user_col, path), lines, path, user_col)
+  items = _ids(_column(records, lines, item_col, path), lines, path, item_col)
+  ratings = timestamps = None
+  if rating_col:
+    ratings = to_float(_column(records, lines, rating_col, path), lines, path, rating_col)
+  if time_col:
+    timestamps = to_time(_column(records, lines, time_col, path), lines, path, time_col)
+  return RawInteractions(path, users, items, ratings, timestamps, np.asarray(lines))
+
+
+_KINDS = ("categorical", "multi", "numeric", "dense", "text", "drop")
+
+
+def read_table_features(path: str, *, id_col: str, columns: Optional[dict[str, dict]] = None,
+                        format: Optional[str] = None, delimiter: Optional[str] = None,
+                        encoding: str = "auto") -> RawTable:
+  """Reads an item (or user) feature table from a CSV, TSV or JSON-lines file.
+
+  Columns are kept as text (``token``; JSON lists as ``token_seq``) and typed later by the
+  feature options (features.py), so one column may feed several fields; ``dense`` columns are
+  parsed here into vectors.
+
+  Args:
+    path: the file.
+    id_col: the id column.
+    columns: field name -> feature options (``kind``, optional ``column``, the source column,
+      default the field name, and ``sep``, the separator inside dense values, default ``|``).
+      Only the columns these name are read. None reads every other column: numbers as ``float``,
+      anything else as ``token``.
+    format: ``csv``, ``tsv`` or ``jsonl``; by default from the extension.
+    delimiter: overrides the format's delimiter.
+    encoding: text encoding.
+
+  Returns:
+    The table, its columns keyed by source column name.
+
+  Raises:
+    DataError: a missing file or column, a malformed line or a value of the wrong type.
+  """
+  header, records, lines = _records(path, format, delimiter, encoding)
+  require_columns(header, {"id_col": id_col}, path)
+  out = {}
+  if columns is None:
+    for name in header:
+      if name == id_col:
+        continue
+      vals = [str(v) for v in _column(records, lines, name, path, required=False)]
+      try:
+        out[name] = RawColumn(name, "float", to_float(vals, lines, path, name,
+                                                      allow_missing=True))
+      except DataError:
+        out[name] = RawColumn(name, "token", [v.strip() for v in vals])
+  for field, opts in (columns or {}).items():
+    kind = opts.get("kind", "categorical")
+    if kind not in _KINDS:
+      raise DataError(f"feature field {field!r}: kind {kind!r} is not one of {_KINDS}.",
+                      path=path)
+    src = opts.get("column", field)
+    if kind == "drop" or (kind == "dense" and opts.get("path")):
+      continue  # dropped, or vectors from a separate file (see read_dense)
+    if src not in header:
+      raise DataError(f"column {src!r} (feature field {field!r}) is not in the header; the file "
+                      f"has columns {header}.", path=path, line=1, column=src)
+    vals = _column(records, lines, src, path, required=False)
+    if kind == "dense":
+      dense = []
+      for v, line in zip(vals, lines):
+        toks = v if isinstance(v, list) else [t for t in str(v).split(opts.get("sep", "|"))
+                                              if t.strip()]
+        dense.append(to_float(toks, [line] * len(toks), path, src))
+      out[src] = RawColumn(src, "float_seq", dense)
+    elif src not in out:
+      if any(isinstance(v, list) for v in vals):
+        out[src] = RawColumn(src, "token_seq", [[str(t).strip() for t in v] if isinstance(v, list)
+                                                else [str(v).strip()] for v in vals])
+      else:
+        out[src] = RawColumn(src, "token", ["" if v is None else str(v) for v in vals])
+  ids = _ids(_column(records, lines, id_col, path), lines, path, id_col)
+  return RawTable(path, ids, out, np.asarray(lines))
+
+
+def read_table(path: str, *, user_col: str, item_col: str, rating_col: Optional[str] = None,
+               time_col: Optional[str] = None, item_path: Optional[str] = None,
+               item_id_col: Optional[str] = None, item_columns: Optional[dict] = None,
+               user_path: Optional[str] = None, user_id_col: Optional[str] = None,
+               user_columns: Optional[dict] = None, format: Optional[str] = None,
+               delimiter: Optional[str] = None, encoding: str = "auto") -> RawData:
+  """Reads generic events plus optional item and user feature tables (see the two readers above).
+
+  The feature tables use the same format/delimiter as the events unless their extension says
+  otherwise. Their id columns default to ``item_col``/``user_col``.
+  """
+  inter = read_table_interactions(path, user_col=user_col, item_col=item_col,
+                                  rating_col=rating_col, time_col=time_col, format=format,
+                                  delimiter=delimiter, encoding=encoding)
+
+  def table(p, id_col, cols):
+    if not p:
+      return None
+    ext_fmt = _FORMATS.get(os.path.splitext(p)[1].lower())
+    return read_table_features(p, id_col=id_col, columns=cols, format=ext_fmt or format,
+                               delimiter=delimiter, encoding=encoding)
+
+  items = table(item_path, item_id_col or item_col, item_columns)
+  users = table(user_path, user_id_col or user_col, user_columns)
+  return _canonical(RawData(inter, items, users))
+
+
+# ------------------------------------------------------------------------------------------------
+# Dense vectors.
+
+
+def read_dense(path: str, ids_path: Optional[str] = None) -> DenseTable:
+  """Reads item vectors keyed by raw item id.
+
+  Three layouts are accepted:
+    * ``.npz`` with arrays ``ids`` ``[n]`` and ``vectors`` ``[n, dim]``;
+    * ``.npy`` ``[n, dim]`` with ``ids_path``: a ``.npy`` of ``n`` ids or a text file with one
+      id per line, row i of the vectors belonging to id i of the list;
+    * ``.npy`` ``[n, dim]`` alone: row r belongs to the item whose raw id is the integer r.
+
+  Raises:
+    DataError: a missing file, a wrong shape, or ids and rows that do not match in number.
+  """
+  require_file(path, "dense vector file")
+  try:
+    loaded = np.load(path, allow_pickle=False)
+  except (ValueError, OSError) as e:
+    raise DataError(f"cannot read vectors: {e}.", path=path) from None
+  if isinstance(loaded, np.lib.npyio.NpzFile):
+    for key in ("ids", "vectors"):
+      if key not in loaded.files:
+        raise DataError(f"the .npz has no array {key!r} (it has {loaded.files}).", path=path,
+                        column=key)
+    ids, vectors = loaded["ids"], loaded["vectors"]
+  else:
+    vectors = loaded
+    if ids_path is None:
+      ids = np.arange(len(vectors), dtype=np.int64)
+    elif ids_path.endswith(".npy"):
+      ids = np.load(require_file(ids_path, "dense vector id file"), allow_pickle=False)
+    else:
+      text = read_text(ids_path)
+      ids = np.array([line.strip() for line in text.split("\n") if line.strip()], dtype=object)
+  if vectors.ndim != 2 or vectors.dtype.kind not in "fiu":
+    raise DataError(f"expected a numeric [items, dim] array, found shape {vectors.shape} "
+                    f"dtype {vectors.dtype}.", path=path)
+  if len(ids) != len(vectors):
+    raise DataError(f"{len(ids)} ids for {len(vectors)} vector rows.", path=ids_path or path)
+  return DenseTable(path, np.asarray(ids), vectors.astype(np.float32))
