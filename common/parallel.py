@@ -138,25 +138,30 @@ class DataParallel:
 
   # -- the step ------------------------------------------------------------------------------------
 
-  def wrap_step(self, step_fn: StepFn, donate: bool = True) -> Callable[[PyTree, PyTree],
-                                                                       tuple[PyTree, dict]]:
+  def wrap_step(self, step_fn: StepFn, donate: bool = True, with_consts: bool = False
+                ) -> Callable[..., tuple[PyTree, dict]]:
     """Turns a per-device ``step_fn(state, batch, rng)`` into a data-parallel ``step(state, batch)``.
 
     ``state`` must have ``.rng`` (a raw PRNG key) and ``.step``. Metrics returned by ``step_fn``
     are averaged over devices here; gradients must be averaged by ``step_fn`` itself (``pmean``).
+
+    With ``with_consts=True`` the step is ``step(state, batch, consts)`` and calls
+    ``step_fn(state, batch, rng, consts)``: ``consts`` is a replicated, never donated pytree
+    (e.g. a catalogue's item features) placed once with ``replicate`` instead of being baked into
+    the compiled program.
     """
-    def per_device(state, batch):
+    def per_device(state, batch, *consts):
       rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step),
                                lax.axis_index(DATA_AXIS))
-      state, metrics = step_fn(state, batch, rng)
+      state, metrics = step_fn(state, batch, rng, *consts)
       return state, pmean(metrics)
 
     donate_argnums = (0,) if donate else ()
     if self.mode == "pmap":
       return jax.pmap(per_device, axis_name=DATA_AXIS, devices=self._pmap_devices,
                       donate_argnums=donate_argnums)
-    sharded = jax.shard_map(per_device, mesh=self.mesh, in_specs=(P(), P(DATA_AXIS)),
-                            out_specs=(P(), P()))
+    in_specs = (P(), P(DATA_AXIS)) + ((P(),) if with_consts else ())
+    sharded = jax.shard_map(per_device, mesh=self.mesh, in_specs=in_specs, out_specs=(P(), P()))
     return jax.jit(sharded, donate_argnums=donate_argnums)
 
   def wrap_eval(self, eval_fn: Callable[[PyTree, PyTree], dict]) -> Callable[[PyTree, PyTree],

@@ -53,12 +53,15 @@ class Task:
       layout, ``split`` is ``"valid"`` during training and ``"test"`` at the end.
     best_metric: the validation metric that selects the best state and drives early stopping
       (higher is better).
+    consts: an optional pytree the step reads but never changes (e.g. item features); placed on
+      the devices once and passed as ``train_step(state, batch, rng, consts)``.
   """
   init_state: Callable[[jax.Array], ts.TrainState]
   train_step: parallel.StepFn
   train_iter: Any
   evaluate: Optional[EvalFn] = None
   best_metric: Optional[str] = None
+  consts: Any = None
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -97,8 +100,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 
 def _poison_at(step_fn: parallel.StepFn, nan_step: int) -> parallel.StepFn:
   """Makes the update that produces step ``nan_step`` diverge (NaN loss and params): a test hook."""
-  def poisoned(state, batch, rng):
-    new_state, metrics = step_fn(state, batch, rng)
+  def poisoned(state, batch, rng, *consts):
+    new_state, metrics = step_fn(state, batch, rng, *consts)
     bad = new_state.step == nan_step
     metrics = dict(metrics, loss=jnp.where(bad, jnp.nan, metrics["loss"]))
     params = jax.tree.map(lambda p: jnp.where(bad, jnp.nan, p), new_state.params)
@@ -174,7 +177,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, task: Task) -> dict:
   step_fn = task.train_step
   if config.debug.nan_at_step > 0:
     step_fn = _poison_at(step_fn, config.debug.nan_at_step)
-  train_step = dp.wrap_step(step_fn)
+  with_consts = task.consts is not None
+  train_step = dp.wrap_step(step_fn, with_consts=with_consts)
+  consts = (dp.replicate(task.consts),) if with_consts else ()
   dstate = dp.replicate(state)
   del state
 
@@ -190,7 +195,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, task: Task) -> dict:
   try:
     for step in range(start + 1, t.num_steps + 1):
       batch = dp.shard_batch(next(task.train_iter))
-      dstate, metrics = train_step(dstate, batch)
+      dstate, metrics = train_step(dstate, batch, *consts)
       guard.push(step, metrics["loss"])
       history.append(metrics)
       bar.update(1)
