@@ -1,0 +1,49 @@
+r"""HeterRec and its baselines on the embedded synthetic data (no files needed).
+
+    python scripts/train.py --config=configs/heterrec/synthetic.py --workdir=workdirs/hr_syn
+    python scripts/train.py --config=configs/heterrec/synthetic.py:sasrec --workdir=...
+
+``arg``: comma-separated options — a model name (heterrec | sasrec | fusion_sasrec | bert4rec),
+``runlocal`` (a seconds-long smoke run on the tiny data set), ``small`` (the small data set).
+"""
+
+import ml_collections
+
+from configs.data import synthetic as synthetic_data
+from heterrec_jax import train
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  opts = [a for a in (arg or "").split(",") if a]
+  size = "tiny" if "runlocal" in opts else ("small" if "small" in opts else None)
+  c = train.get_default_config()
+  c.data = synthetic_data.get_config(size)
+  c.model.max_len = 50
+  c.model.d_model = 64
+  c.model.heads = 2
+  c.model.dropout = 0.2
+  c.model.attention_dropout = 0.2
+  c.train.num_steps = 3000
+  c.train.batch_size = 128
+  c.train.log_every = 100
+  c.train.eval_every = 500
+  c.train.checkpoint_every = 500
+  c.optim.name = "adam"
+  c.optim.learning_rate = 1e-3
+  for name in ("heterrec", "sasrec", "fusion_sasrec", "bert4rec"):
+    if name in opts:
+      c.model.name = name
+  if c.model.name == "bert4rec":
+    c.loss.objective = "cloze"
+  if "runlocal" in opts:
+    c.model.max_len = 20
+    c.model.d_model = 32
+    c.model.token_layers = 1
+    c.model.item_layers = 1
+    c.train.num_steps = 60
+    c.train.batch_size = 32
+    c.train.log_every = 20
+    c.train.eval_every = 30
+    c.train.checkpoint_every = 30
+    c.eval.batch_size = 64
+  return c

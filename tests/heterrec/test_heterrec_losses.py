@@ -1,0 +1,158 @@
+"""LMP (full and sampled) and the cloze loss against plain float64 numpy references."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from heterrec_jax import losses
+from tests.heterrec import heterrec_testlib as lib
+
+B, L, D, N = 3, 6, 8, 12
+# Jitted, as in training (and one compile is cheaper than many eager op dispatches).
+lmp_loss = lib.jit(losses.lmp_loss, static_argnames=("k", "gamma", "normalize"))
+sampled_lmp_loss = lib.jit(losses.sampled_lmp_loss, static_argnames=("k", "gamma", "normalize"))
+
+
+def _inputs(seed=0):
+  rng = np.random.default_rng(seed)
+  hidden = rng.normal(size=(B, L, D)).astype(np.float32)
+  emb = rng.normal(size=(N + 1, D)).astype(np.float32)
+  ids = np.array([[0, 0, 3, 7, 7, 1],  # left padding, a repeated item
+                  [5, 2, 9, 12, 4, 8],
+                  [6, 11, 0, 10, 3, 0]], np.int32)  # padding inside and at the end
+  return hidden, emb, ids
+
+
+def _lse(x):
+  m = max(x)
+  return m + math.log(sum(math.exp(v - m) for v in x))
+
+
+def _ref_terms(ids, k):
+  """Yields (b, t, j, target) for every valid LMP term, written out plainly."""
+  for b in range(ids.shape[0]):
+    for t in range(ids.shape[1]):
+      for j in range(1, k + 1):
+        if ids[b, t] != 0 and t + j < ids.shape[1] and ids[b, t + j] != 0:
+          yield b, t, j, int(ids[b, t + j])
+
+
+def _ref_reduce(terms, gamma, normalize):
+  total = sum(gamma ** (j - 1) * nll for j, nll in terms)
+  denom = sum(gamma ** (j - 1) for j, _ in terms) if normalize == "weight" else len(terms)
+  return total / denom
+
+
+def ref_full_lmp(hidden, emb, ids, k, gamma, normalize="weight"):
+  h, e = hidden.astype(np.float64), emb.astype(np.float64)
+  terms = []
+  for b, t, j, target in _ref_terms(ids, k):
+    logits = [float(h[b, t] @ e[i]) for i in range(1, N + 1)]  # item 0 is never a candidate
+    terms.append((j, _lse(logits) - logits[target - 1]))
+  return _ref_reduce(terms, gamma, normalize)
+
+
+def ref_sampled_lmp(hidden, emb, ids, k, gamma, neg_ids, log_q):
+  h, e = hidden.astype(np.float64), emb.astype(np.float64)
+  terms = []
+  for b, t, j, target in _ref_terms(ids, k):
+    corr = (lambda i: float(log_q[i])) if log_q is not None else (lambda i: 0.0)
+    pos = float(h[b, t] @ e[target]) - corr(target)
+    negs = [float(h[b, t] @ e[n]) - corr(n) for n in neg_ids if n != target and n != 0]
+    terms.append((j, _lse([pos] + negs) - pos))
+  return _ref_reduce(terms, gamma, "weight")
+
+
+@pytest.mark.parametrize("k,gamma,normalize", [(1, 1.0, "weight"), (3, 0.5, "weight"),
+                                               (3, 0.7, "count")])
+def test_full_lmp_matches_numpy(k, gamma, normalize):
+  hidden, emb, ids = _inputs()
+  got = lmp_loss(hidden, emb, ids, k=k, gamma=gamma, normalize=normalize)
+  np.testing.assert_allclose(float(got), ref_full_lmp(hidden, emb, ids, k, gamma, normalize),
+                             rtol=1e-5)
+
+
+def test_k1_is_next_item_cross_entropy():
+  hidden, emb, ids = _inputs()
+
+  @lib.jit
+  def expected_fn(hidden, emb, ids):
+    logits = jnp.einsum("bld,nd->bln", hidden[:, :-1], emb).at[..., 0].set(-jnp.inf)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, ids[:, 1:])
+    valid = (ids[:, :-1] != 0) & (ids[:, 1:] != 0)
+    return jnp.sum(jnp.where(valid, ce, 0.0)) / jnp.sum(valid)
+
+  expected = expected_fn(hidden, emb, ids)
+  got = lmp_loss(hidden, emb, ids, k=1, gamma=0.3)
+  np.testing.assert_allclose(float(got), float(expected), rtol=1e-6)
+
+
+@pytest.mark.parametrize("k,logq", [(1, False), (3, True)])
+def test_sampled_lmp_matches_numpy(k, logq):
+  hidden, emb, ids = _inputs(1)
+  # Shared negatives with a repeat, an accidental hit on real targets and the padding item.
+  neg_ids = np.array([2, 5, 5, 11, 0, 7, 9], np.int32)
+  counts = np.arange(N + 1, dtype=np.float32)
+  log_q = np.asarray(losses.popularity_log_q(counts)) if logq else None
+  targets, _ = lib.jit(losses.lmp_targets, static_argnums=1)(ids, k)
+  got = sampled_lmp_loss(hidden, ids, emb[np.asarray(targets)], neg_ids, emb[neg_ids],
+                                k=k, gamma=0.5, log_q=log_q)
+  expected = ref_sampled_lmp(hidden, emb, ids, k, 0.5, neg_ids, log_q)
+  np.testing.assert_allclose(float(got), expected, rtol=1e-5)
+
+
+def test_sampled_over_the_whole_catalogue_is_the_full_softmax():
+  hidden, emb, ids = _inputs(2)
+  targets, _ = lib.jit(losses.lmp_targets, static_argnums=1)(ids, 2)
+  everything = np.arange(N + 1, dtype=np.int32)  # item 0 and each target's hit are masked
+  sampled = sampled_lmp_loss(hidden, ids, emb[np.asarray(targets)], everything, emb,
+                                    k=2, gamma=0.5)
+  full = lmp_loss(hidden, emb, ids, k=2, gamma=0.5)
+  np.testing.assert_allclose(float(sampled), float(full), rtol=1e-5)
+
+
+def test_log_q_tables_and_sampler():
+  uniform = np.asarray(lib.jit(losses.uniform_log_q, static_argnums=0)(N))
+  np.testing.assert_allclose(np.exp(uniform[1:]), 1.0 / N, rtol=1e-6)
+  popular = np.asarray(lib.jit(losses.popularity_log_q)(np.array([50, 0, 1, 3] + [1] * (N - 3))))
+  assert np.exp(popular[0]) == 0.0
+  np.testing.assert_allclose(np.exp(popular[1:]).sum(), 1.0, rtol=1e-6)
+  assert popular[3] > popular[2] == popular[1]  # a zero count still gets a chance
+  negs = np.asarray(lib.jit(losses.sample_negatives, static_argnums=1)(
+      jax.random.key(0), 500, uniform))
+  assert negs.min() >= 1 and negs.max() <= N and len(set(negs.tolist())) == N
+
+
+def test_cloze_loss_and_masking():
+  hidden, emb, ids = _inputs(3)
+  inputs, labels = lib.jit(losses.mask_items, static_argnums=(2, 3))(
+      jax.random.key(1), ids, 0.5, N + 1)
+  inputs, labels = np.asarray(inputs), np.asarray(labels)
+  assert np.all(labels[ids == 0] == 0) and np.all(inputs[ids == 0] == 0)
+  masked = labels != 0
+  assert masked.any() and np.all(inputs[masked] == N + 1) and np.all(labels[masked] == ids[masked])
+  assert np.all(inputs[~masked] == ids[~masked])
+
+  h, e = hidden.astype(np.float64), emb.astype(np.float64)
+  nlls = []
+  for b, t in zip(*np.nonzero(masked)):
+    logits = [float(h[b, t] @ e[i]) for i in range(1, N + 1)]
+    nlls.append(_lse(logits) - logits[labels[b, t] - 1])
+  got = lib.jit(losses.masked_item_loss)(hidden, emb, labels)
+  np.testing.assert_allclose(float(got), np.mean(nlls), rtol=1e-5)
+  # Sampled over the whole catalogue without correction, the cloze loss is the full one.
+  sampled = lib.jit(losses.sampled_masked_item_loss)(hidden, labels, emb[labels],
+                                            np.arange(N + 1, dtype=np.int32), emb)
+  np.testing.assert_allclose(float(sampled), float(got), rtol=1e-5)
+
+
+def test_no_valid_target_gives_zero_not_nan():
+  hidden, emb, _ = _inputs()
+  ids = np.zeros((B, L), np.int32)
+  ids[:, -1] = 4  # one item per row: nothing to predict
+  loss, grad = lib.jit(jax.value_and_grad(lambda h: losses.lmp_loss(h, emb, ids, k=2)))(hidden)
+  assert float(loss) == 0.0 and np.all(np.isfinite(np.asarray(grad)))

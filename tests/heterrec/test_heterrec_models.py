@@ -1,0 +1,195 @@
+"""Shapes, a jitted forward/backward per model, catalogue embeddings, and clear errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from common.data.schema import FieldSpec
+from heterrec_jax import hct
+from heterrec_jax import htfl
+from heterrec_jax import losses
+from heterrec_jax import models
+from heterrec_jax import objectives
+from tests.heterrec import heterrec_testlib as lib
+
+N, L, D = lib.NUM_ITEMS, lib.MAX_LEN, 16
+IDS = np.array([[0, 0, 3, 7, 7, 1], [5, 2, 9, 12, 4, 8], [6, 11, 0, 10, 3, 0]], np.int32)
+
+CASES = {
+    "heterrec": (dict(name="heterrec", token_dim=8, pooling="mean"), [dict(k=2, gamma=0.5)]),
+    "sasrec": (dict(name="sasrec"), [dict(k=1, num_negatives=5, logq_correction=False)]),
+    "fusion_sasrec": (dict(name="fusion_sasrec", fusion="concat"),
+                      [dict(k=3, num_negatives=7, sampler="popularity")]),
+    "bert4rec": (dict(name="bert4rec", bert4rec_use_fields=True),
+                 [dict(objective="cloze", mask_prob=0.5)]),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_jitted_forward_backward(name):
+  model_cfg, loss_cfgs = CASES[name]
+  model = models.get_model(lib.tiny_model_config(**model_cfg), num_items=N,
+                           field_specs=lib.make_specs())
+  features = htfl.select_features(model.fields, lib.make_features(), N)
+  loss_fns = [objectives.make_loss_fn(model, c) for c in loss_cfgs]
+  log_q = losses.popularity_log_q(np.arange(N + 1))
+
+  # Parameters shaped by init but drawn in numpy: XLA compiles the initialisers slowly on CPU,
+  # and test_real_init covers them.
+  params = lib.random_params(model, IDS, features, scale=0.1)["params"]
+
+  @lib.jit
+  def step(params, rng, batch, features):
+    out = {"hidden": model.apply({"params": params}, batch, features),
+           "items": models.catalogue_embeddings(model, {"params": params}, features)}
+    # Each extra program costs compile time; check each helper on the model it matters for.
+    if name == "heterrec":
+      out["chunked"] = models.catalogue_embeddings(model, {"params": params}, features,
+                                                   chunk_size=7)
+    if name == "bert4rec":
+      out["users"] = models.user_embeddings(model, {"params": params}, batch, features)
+    for i, loss_fn in enumerate(loss_fns):
+      (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+          params, batch, features, rng, True, log_q)
+      out[f"loss{i}"], out[f"aux{i}"], out[f"grads{i}"] = loss, aux, grads
+    if name == "heterrec":  # the loss function's full LMP is lmp_loss on the model's outputs
+      eval_loss, _ = loss_fns[0](params, batch, features, rng, False)
+      out["eval_loss"] = eval_loss
+      out["ref_loss"] = losses.lmp_loss(out["hidden"], out["items"], batch["item_ids"], k=2,
+                                        gamma=0.5)
+    return out
+
+  out = step(params, lib.fast_key(0), {"item_ids": IDS}, features)
+  assert out["hidden"].shape == (3, L, D) and out["items"].shape == (N + 1, D)
+  if "chunked" in out:
+    np.testing.assert_allclose(out["chunked"], out["items"], rtol=1e-6, atol=1e-6)
+  if "users" in out:
+    assert out["users"].shape == (3, D)
+  for i in range(len(loss_fns)):
+    assert np.isfinite(float(out[f"loss{i}"])) and float(out[f"loss{i}"]) > 0
+    grads = jax.tree.leaves(out[f"grads{i}"])
+    assert all(np.all(np.isfinite(g)) for g in grads)
+    assert sum(np.abs(np.asarray(g)).sum() > 0 for g in grads) > len(grads) // 2
+  if name == "bert4rec":
+    assert int(out["aux0"]["num_targets"]) >= 1
+  else:
+    assert int(out["aux0"]["num_targets"]) == 10  # valid next-item pairs in IDS
+  if name != "sasrec":  # features shape the score: their embeddings get gradient
+    field_grads = [g for path, g in jax.tree_util.tree_leaves_with_path(out["grads0"])
+                   if "field_" in jax.tree_util.keystr(path)]
+    assert field_grads and all(np.abs(np.asarray(g)).sum() > 0 for g in field_grads)
+  if name == "heterrec":
+    np.testing.assert_allclose(float(out["eval_loss"]), float(out["ref_loss"]), rtol=1e-5)
+
+
+def test_real_init():
+  model = models.get_model(lib.tiny_model_config(name="bert4rec"), num_items=N)
+  variables = lib.jit(model.init)(lib.fast_key(0), {"item_ids": IDS}, {})
+  shapes = jax.eval_shape(model.init, lib.fast_key(0), {"item_ids": IDS}, {})
+  assert jax.tree.map(lambda v: (v.shape, v.dtype), variables) == jax.tree.map(
+      lambda v: (v.shape, v.dtype), shapes)
+  assert variables["params"]["embedder"]["id"]["embedding"].shape == (N + 2, D)  # + mask row
+  hetero = models.get_model(lib.tiny_model_config(name="heterrec", token_dim=8), num_items=N,
+                            field_specs=lib.make_specs())
+  features = htfl.select_features(hetero.fields, lib.make_features(), N)
+  shapes = jax.eval_shape(hetero.init, lib.fast_key(0), {"item_ids": IDS}, features)["params"]
+  assert shapes["htfl"]["embedder"]["field_genre"]["embedding"].shape == (7, 8)
+  assert shapes["candidate"]["proj"]["kernel"].shape == (5 * 8, D)  # 5 slots, concatenated
+  assert shapes["hct"]["token_to_item"]["kernel"].shape == (8, D)
+
+
+def test_bfloat16_compute_stays_close_to_float32():
+  outs = []
+  for dtype in ("float32", "bfloat16"):
+    model = models.get_model(lib.tiny_model_config(name="heterrec", dtype=dtype), num_items=N,
+                             field_specs=lib.make_specs())
+    features = htfl.select_features(model.fields, lib.make_features(), N)
+    params = lib.random_params(model, IDS, features, scale=0.1)
+    assert all(p.dtype == np.float32 for p in jax.tree.leaves(params))
+    outs.append(lib.jit(model.apply)(params, {"item_ids": IDS}, features))
+  assert outs[1].dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(outs[1], np.float32), outs[0], atol=0.1)
+
+
+def test_bert4rec_inference_inputs_and_last_state():
+  ids = np.array([[0, 0, 4, 5], [1, 2, 0, 0], [0, 0, 0, 0], [1, 2, 3, 4]], np.int32)
+  got = np.asarray(models.append_mask_token(ids, 99))
+  np.testing.assert_array_equal(got, [[0, 4, 5, 99], [1, 2, 99, 0], [99, 0, 0, 0],
+                                      [2, 3, 4, 99]])
+  hidden = np.arange(4 * 4, dtype=np.float32).reshape(4, 4, 1)
+  last = np.asarray(models.last_valid_state(hidden, got))[:, 0]
+  np.testing.assert_array_equal(last, [3, 6, 8, 15])
+
+
+def test_token_masks_follow_their_definitions():
+  valid = np.array([[False, True, True]])
+  k = 2
+  for mode in ("causal", "block_causal"):
+    mask = np.asarray(lib.jit(hct.token_attention_mask, static_argnums=(1, 2))(
+        valid, k, mode))[0, 0]
+    for q in range(6):
+      for kv in range(6):
+        (lq, sq), (lk, sk) = divmod(q, k), divmod(kv, k)
+        if mode == "causal":
+          allowed = lk < lq or (lk == lq and sk <= sq)
+        else:
+          allowed = lk <= lq
+        expected = (allowed and valid[0, lk]) or q == kv
+        assert mask[q, kv] == expected, (mode, q, kv)
+
+
+def _build(**overrides):
+  return models.get_model(lib.tiny_model_config(**overrides), num_items=N,
+                          field_specs=lib.make_specs())
+
+
+def test_clear_errors():
+  with pytest.raises(ValueError, match="does not have"):
+    _build(name="heterrec", fields=("genre", "colour"))
+  with pytest.raises(ValueError, match="does not have"):
+    _build(name="sasrec", fields=("colour",))
+  with pytest.raises(ValueError, match="encode it into a 'dense' field"):
+    _build(fields=("title",))
+  with pytest.raises(ValueError, match="at least one position"):
+    _build(max_len=0)
+  with pytest.raises(ValueError, match="Unknown model name"):
+    _build(name="hstu")
+  with pytest.raises(ValueError, match="Unknown model config keys"):
+    _build(n_layers=3)
+  with pytest.raises(ValueError, match="Unknown model.mask"):
+    _build(mask="bidirectional")
+  with pytest.raises(ValueError, match="not divisible"):
+    _build(heads=3)
+  with pytest.raises(ValueError, match="needs at least one feature field"):
+    models.get_model({"name": "fusion_sasrec"}, num_items=N)
+  model = _build(name="heterrec")
+  features = htfl.select_features(model.fields, lib.make_features(), N)
+  with pytest.raises(ValueError, match="sequence length 0"):
+    jax.eval_shape(model.init, jax.random.key(0), {"item_ids": np.zeros((2, 0), np.int32)},
+                   features)
+  with pytest.raises(ValueError, match="max_len"):
+    jax.eval_shape(model.init, jax.random.key(0), {"item_ids": np.zeros((2, L + 1), np.int32)},
+                   features)
+  # A catalogue that does not match the model's item count.
+  bigger = lib.make_features(num_items=N + 5)
+  with pytest.raises(ValueError, match="does not match the model's item count"):
+    htfl.select_features(model.fields, bigger, N)
+  with pytest.raises(ValueError, match="does not match the model's item count"):
+    jax.eval_shape(model.init, jax.random.key(0), {"item_ids": IDS},
+                   htfl.select_features(model.fields, bigger, N + 5))
+  with pytest.raises(ValueError, match="lack field"):
+    jax.eval_shape(model.init, jax.random.key(0), {"item_ids": IDS}, {})
+  with pytest.raises(ValueError, match="needs a model with a mask token"):
+    objectives.make_loss_fn(_build(name="sasrec"), {"objective": "cloze"})
+  with pytest.raises(ValueError, match="causal model"):
+    objectives.make_loss_fn(_build(name="bert4rec"), {"objective": "lmp"})
+  with pytest.raises(ValueError, match="Unknown loss config keys"):
+    objectives.make_loss_fn(model, {"steps": 2})
+
+
+def test_resolve_fields_defaults_and_order():
+  specs = lib.make_specs() + (FieldSpec("item_id", "categorical", vocab_size=N + 1),)
+  assert [s.name for s in htfl.resolve_fields(specs)] == ["genre", "brand", "price", "image"]
+  chosen = htfl.resolve_fields(specs, ("price", "item_id", "genre"))
+  assert [s.name for s in chosen] == ["price", "genre"]
