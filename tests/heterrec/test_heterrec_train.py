@@ -1,0 +1,65 @@
+"""The HeterRec trainer end to end: learns, resumes, and rejects bad input clearly."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from common import config_checks
+from configs.heterrec import synthetic
+from heterrec_jax import train
+
+
+def _tiny(name="heterrec", steps=150):
+  c = synthetic.get_config(f"runlocal,{name}")
+  c.train.num_steps = steps
+  c.train.eval_every = 0
+  c.train.checkpoint_every = 0
+  c.train.log_every = 50
+  c.train.progress_bar = False
+  c.model.dropout = 0.0
+  c.model.attention_dropout = 0.0
+  c.optim.learning_rate = 3e-3
+  return c
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+  return train.load_data(_tiny())
+
+
+def test_short_run_lifts_ndcg_far_above_popularity(tmp_path):
+  config = _tiny("sasrec", steps=150)
+  config.train.eval_every = 50  # test metrics come from the best validation checkpoint
+  out = train.train_and_evaluate(config, str(tmp_path))
+  pop, test = out["popularity_test"]["ndcg@10"], out["test"]["ndcg@10"]
+  # The synthetic data's next item follows its predecessor's category; popularity cannot see it.
+  # (Measured: 0.26 against 0.17 on this 200-item catalogue, where popularity is strong.)
+  assert test > 1.2 * pop, (test, pop)
+  assert os.path.exists(tmp_path / "learning_curves.png")
+  assert os.path.exists(tmp_path / "results.json")
+
+
+def test_config_field_missing_from_dataset(tmp_path, tiny_data):
+  config = _tiny()
+  config.model.fields = ("category", "brand")
+  with pytest.raises(ValueError, match=r"\['brand'\].*does not have"):
+    train.make_task(config, tiny_data)
+
+
+def test_sequence_length_zero_is_rejected(tmp_path):
+  config = _tiny()
+  config.model.max_len = 0
+  with pytest.raises(config_checks.ConfigError, match="model.max_len"):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_catalogue_mismatch_on_restore(tmp_path):
+  config = _tiny(steps=2)
+  config.train.checkpoint_every = 1
+  train.train_and_evaluate(config, str(tmp_path))
+  bigger = _tiny(steps=4)
+  bigger.data.source.num_items = 250  # a different catalogue, same workdir
+  with pytest.raises(ValueError, match=r"does not fit this model.*catalogue"):
+    train.train_and_evaluate(bigger, str(tmp_path))
