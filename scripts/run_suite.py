@@ -1,0 +1,103 @@
+r"""Runs several models x seeds of one experiment config and tabulates mean and std.
+
+    python scripts/run_suite.py --config=configs/heterrec/synthetic.py:small \
+        --models=sasrec,fusion_sasrec,heterrec --seeds=0,1,2 --workdir=workdirs/suite_small \
+        [--set=train.num_steps=2000 --set=model.dropout=0.2]
+
+Each run is an ordinary ``train_and_evaluate`` in ``<workdir>/<model>_seed<k>`` (so a rerun skips
+finished runs and resumes interrupted ones). The table (test metrics at the best validation
+step, plus the popularity baseline) is printed and written to ``<workdir>/suite.md`` and
+``suite.json``, with the date, the machine and the exact command.
+"""
+
+import ast
+import datetime
+import json
+import os
+import platform
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+from absl import logging
+import numpy as np
+
+from common import config_checks
+from common import metric_writers
+from common import methods
+
+_CONFIG = flags.DEFINE_string("config", None, "configs/<method>/<exp>.py[:arg]")
+_MODELS = flags.DEFINE_list("models", ["sasrec", "fusion_sasrec", "heterrec"],
+                            "Variants appended to the config arg (e.g. model names).")
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where runs and the table go.")
+_SET = flags.DEFINE_multi_string("set", [], "Overrides key=value (python literal values).")
+_METRICS = flags.DEFINE_list("metrics", ["ndcg@10", "hr@10", "mrr@10"], "Columns.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _config_for(variant: str, seed: int):
+  path, _, arg = _CONFIG.value.partition(":")
+  base = config_checks.load_config_file(f"{path}:{','.join(a for a in (arg, variant) if a)}")
+  base.seed = seed
+  for item in _SET.value:
+    key, _, raw = item.partition("=")
+    try:
+      value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+      value = raw
+    *parents, leaf = key.split(".")
+    target = base
+    for p in parents:
+      target = target[p]
+    if leaf not in target:
+      raise config_checks.ConfigError(key, "unknown key in --set", "check the config's keys")
+    target[leaf] = value
+  return base
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  os.makedirs(_WORKDIR.value, exist_ok=True)
+  rows, per_run, popularity_row = [], {}, None
+  for variant in _MODELS.value:
+    scores = {m: [] for m in _METRICS.value}
+    pop = {m: [] for m in _METRICS.value}
+    for seed in map(int, _SEEDS.value):
+      config = _config_for(variant, seed)
+      run_dir = os.path.join(_WORKDIR.value, f"{variant}_seed{seed}")
+      done = os.path.join(run_dir, "results.json")
+      if os.path.exists(done):
+        with open(done) as f:
+          res = json.load(f)
+      else:
+        out = methods.get_trainer(config.method)(config, run_dir)
+        res = {k: v for k, v in out.items() if k != "state"}
+        metric_writers.atomic_write_text(done, json.dumps(res, indent=2, sort_keys=True))
+      per_run[f"{variant}_seed{seed}"] = res
+      for m in _METRICS.value:
+        scores[m].append(res["test"][m])
+        if "popularity_test" in res:
+          pop[m].append(res["popularity_test"][m])
+    rows.append({"model": variant, **{m: f"{np.mean(v):.4f} ± {np.std(v):.4f}"
+                                      for m, v in scores.items()}})
+    if pop[_METRICS.value[0]]:
+      popularity_row = {"model": "popularity", **{m: f"{np.mean(v):.4f}" for m, v in pop.items()}}
+  if popularity_row is not None:
+    rows.append(popularity_row)
+  table = metric_writers.format_table(rows, ["model"] + _METRICS.value)
+  header = (f"Test metrics (mean ± std over seeds {','.join(_SEEDS.value)}), "
+            f"{datetime.date.today()}, {platform.machine()} {os.cpu_count()}-core, command:\n"
+            f"    python scripts/run_suite.py " + " ".join(sys.argv[1:]) + "\n\n")
+  print(header + table)
+  metric_writers.atomic_write_text(os.path.join(_WORKDIR.value, "suite.md"),
+                                   header + table + "\n")
+  metric_writers.atomic_write_text(os.path.join(_WORKDIR.value, "suite.json"),
+                                   json.dumps(per_run, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+  app.run(main)
