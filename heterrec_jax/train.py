@@ -102,7 +102,10 @@ class Windows:
 
   def __next__(self):
     b = next(self._inner)
-    return {"item_ids": np.concatenate([b["input_ids"][:, :1], b["target_ids"]], axis=1)}
+    # Inputs are items [s, s+L) and targets [s+1, s+L], both left-padded: the window is the
+    # inputs plus the last target (taking the first input instead would drop a short row's
+    # oldest item, since its padding shifts with the row).
+    return {"item_ids": np.concatenate([b["input_ids"], b["target_ids"][:, -1:]], axis=1)}
 
   def get_state(self) -> dict:
     return self._inner.get_state()
