@@ -9,10 +9,16 @@ The functional pieces, usable without the loop:
   ``(state, batch, rng, consts) -> (state, metrics)``;
 - ``evaluation.make_rank_fn`` / ``evaluation.evaluate`` for sharded full-ranking metrics.
 
-Training examples are each user's most recent ``model.max_len`` training items (or a random
-window of them, ``input.random_window``); the model predicts every next item inside the window
-(LMP with ``loss.k`` steps). Evaluation ranks the held-out item of every user against the whole
-catalogue (leave-one-out; ``eval.mask_history`` excludes already-seen items).
+``model.max_len`` is the history length L. A training example is a window of L + 1 consecutive
+training items (the most recent, or a random one with ``input.random_window``), left-padded; the
+model predicts every next item inside it (LMP with ``loss.k`` steps). Evaluation feeds the last L
+items of the history, left-padded to width L, and scores the next item from the last position.
+The model therefore holds L + 1 position embeddings, and the position that scores at evaluation
+(L - 1) is one that predicted a next item in every training window. (With windows of width L
+instead, position L - 1 would never receive a gradient, yet be the one read at evaluation.)
+
+Evaluation ranks the held-out item of every user against the whole catalogue (leave-one-out;
+``eval.mask_history`` excludes already-seen items).
 """
 
 from __future__ import annotations
@@ -61,9 +67,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   train_loop.check_config(config)
   reference = get_default_config()
   config_checks.check_against(config, reference, sections=("model", "loss", "input", "eval"))
-  config_checks.require(config.model.max_len >= 2, "model.max_len",
-                        f"must be >= 2 (a window of at least one input and one target), got "
-                        f"{config.model.max_len}", "set --config.model.max_len=50")
+  config_checks.require(config.model.max_len >= 1, "model.max_len",
+                        f"must be >= 1 (the history length), got {config.model.max_len}",
+                        "set --config.model.max_len=50")
   config_checks.require(bool(config.data), "data", "is empty",
                         "start from a configs/heterrec/*.py file, which sets a data source")
 
@@ -86,7 +92,7 @@ def load_data(config: ml_collections.ConfigDict) -> data_lib.RecDataset:
 
 
 class Windows:
-  """Training windows of ``max_len`` consecutive items (left-padded), resumable.
+  """Training windows of ``model.max_len + 1`` consecutive items (left-padded), resumable.
 
   Wraps ``common.data.SequenceBatches`` (inputs + shifted targets) into one ``item_ids`` array:
   the model reads the window and predicts each next item inside it.
@@ -94,7 +100,7 @@ class Windows:
 
   def __init__(self, ds, config):
     self._inner = data_lib.SequenceBatches(
-        ds, max_len=config.model.max_len - 1, global_batch_size=config.train.batch_size,
+        ds, max_len=config.model.max_len, global_batch_size=config.train.batch_size,
         seed=config.seed, random_window=config.input.random_window)
 
   def __iter__(self):
@@ -118,7 +124,9 @@ class Windows:
 
 def build_model(config, ds: data_lib.RecDataset):
   """The model of ``config.model`` for ``ds``'s catalogue, and its feature arrays."""
-  model = models.get_model(config.model, num_items=ds.num_items, field_specs=ds.field_specs)
+  model_config = ml_collections.ConfigDict(config.model.to_dict())
+  model_config.max_len = config.model.max_len + 1  # training windows are L inputs + next item
+  model = models.get_model(model_config, num_items=ds.num_items, field_specs=ds.field_specs)
   fields = getattr(model, "fields", ())
   features = {k: np.asarray(v) for k, v in
               htfl.select_features(fields, ds.item_features, ds.num_items).items()}
@@ -129,7 +137,7 @@ def init(config, ds, rng) -> tuple[ts.TrainState, Any, dict]:
   """A fresh TrainState (host arrays), the model and its features."""
   model, features = build_model(config, ds)
   params_rng, state_rng = jax.random.split(rng)
-  dummy = {"item_ids": jnp.ones((1, config.model.max_len), jnp.int32)}
+  dummy = {"item_ids": jnp.ones((1, config.model.max_len + 1), jnp.int32)}
   params = jax.jit(lambda r: model.init(r, dummy, features))(params_rng)["params"]
   tx = ts.make_optimizer(config.optim, config.train.num_steps)
   return ts.create(model.apply, params, tx, state_rng), model, features
