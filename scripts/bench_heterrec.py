@@ -1,0 +1,217 @@
+r"""Speed of our SASRec-CE and HeterRec beside RecBole's SASRec, same data, same machine, one script.
+
+    python scripts/bench_heterrec.py --out=workdirs/bench_heterrec             # throughput, FLOPs
+    python scripts/bench_heterrec.py --time_to_quality --out=workdirs/bench_ttq  # + time to quality
+
+What it measures, for each model of ``--models`` at the sizes of ``--config`` (ML-100K by
+default, the protocol of ``configs/heterrec/ml100k.py``):
+
+- training throughput in *targets* per second (a target is one predicted next item: RecBole
+  trains every prefix with one target, our models every position of a window), timed over
+  ``--steps`` steps after ``--warmup`` compiled ones, input pipeline included;
+- full-ranking evaluation throughput in users per second (the validation split, after one
+  warm-up pass);
+- FLOPs per training step from XLA's cost analysis of the compiled step, the achieved FLOP/s,
+  and that as a fraction of this machine's measured float32 matmul peak (``--peak_n``);
+- RecBole's numbers, by running ``benchmarks/recbole_sasrec.py`` in RecBole's own environment
+  (``--recbole_python``; ``--recbole_epochs`` epochs) or reading a JSON it wrote earlier
+  (``--recbole_json``); ratios ours / RecBole;
+- with ``--time_to_quality``: the training seconds our SASRec-CE needs to reach RecBole's best
+  validation NDCG@10 (from a converged RecBole JSON), against RecBole's own time to its best.
+
+Results go to ``<out>/bench.json`` and ``<out>/bench.md`` (written atomically) and are printed.
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from common import config_checks
+from common import metric_writers
+from common import parallel
+from heterrec_jax import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_CONFIG = flags.DEFINE_string("config", "configs/heterrec/ml100k.py", "Experiment config.")
+_MODELS = flags.DEFINE_list("models", ["sasrec", "heterrec"], "Models to time.")
+_STEPS = flags.DEFINE_integer("steps", 30, "Timed training steps per model.")
+_WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps first (compilation).")
+_PEAK_N = flags.DEFINE_integer("peak_n", 2048, "Matrix size for the matmul-peak measurement.")
+_OUT = flags.DEFINE_string("out", "workdirs/bench_heterrec", "Output folder.")
+_RB_JSON = flags.DEFINE_string("recbole_json", "", "A JSON from benchmarks/recbole_sasrec.py.")
+_RB_PY = flags.DEFINE_string("recbole_python", ".venv-recbole/bin/python", "RecBole's Python.")
+_RB_EPOCHS = flags.DEFINE_integer("recbole_epochs", 1, "Epochs when running RecBole here.")
+_RB_THREADS = flags.DEFINE_integer("recbole_threads", 1, "torch threads for RecBole.")
+_SKIP_RB = flags.DEFINE_bool("skip_recbole", False, "Time only our models.")
+_TTQ = flags.DEFINE_bool("time_to_quality", False, "Also measure time to RecBole's best NDCG@10.")
+_TTQ_STEPS = flags.DEFINE_integer("ttq_max_steps", 4000, "Give up after this many steps.")
+_TTQ_EVAL = flags.DEFINE_integer("ttq_eval_every", 50, "Validation interval for time-to-quality.")
+
+
+def matmul_peak(n: int, reps: int = 5) -> float:
+  """Measured float32 matmul FLOP/s of the default device (best of ``reps``)."""
+  a = jnp.ones((n, n), jnp.float32)
+  f = jax.jit(lambda x: x @ x)
+  f(a).block_until_ready()
+  best = float("inf")
+  for _ in range(reps):
+    t = time.perf_counter()
+    f(a).block_until_ready()
+    best = min(best, time.perf_counter() - t)
+  return 2 * n**3 / best
+
+
+def _targets(item_ids: np.ndarray) -> int:
+  """Next-item targets in a window batch (position t predicts t+1 when both are real items)."""
+  return int(np.sum((item_ids[:, :-1] > 0) & (item_ids[:, 1:] > 0)))
+
+
+def _config_for(model: str):
+  path, _, arg = _CONFIG.value.partition(":")
+  config = config_checks.load_config_file(
+      os.path.join(REPO, path) + ":" + ",".join(a for a in (arg, model) if a))
+  config.train.progress_bar = False
+  return config
+
+
+def measure_ours(model: str, ds, target_ndcg=None) -> dict:
+  """Throughput, FLOPs and (optionally) time to ``target_ndcg`` of one of our models."""
+  config = _config_for(model)
+  task, _ = train.make_task(config, ds)
+  dp = parallel.DataParallel(config.parallel.mode, config.parallel.num_devices)
+  state = dp.replicate(task.init_state(jax.random.PRNGKey(config.seed)))
+  params_count = int(sum(np.size(x) for x in jax.tree.leaves(dp.unreplicate(state).params)))
+  consts = dp.replicate(task.consts)
+  step = dp.wrap_step(task.train_step, with_consts=True)
+  first = dp.shard_batch(next(task.train_iter))
+  compiled = step.lower(state, first, consts).compile()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  flops = float(cost.get("flops", float("nan"))) * (dp.num_devices if dp.mode == "mesh" else 1)
+  state, _ = step(state, first, consts)
+  for _ in range(_WARMUP.value):
+    state, m = step(state, dp.shard_batch(next(task.train_iter)), consts)
+  jax.block_until_ready(m)
+  targets, t0 = 0, time.perf_counter()
+  for _ in range(_STEPS.value):
+    local = next(task.train_iter)
+    targets += _targets(local["item_ids"])
+    state, m = step(state, dp.shard_batch(local), consts)
+  jax.block_until_ready(m)
+  seconds = time.perf_counter() - t0
+  task.evaluate(state, dp, "valid")  # compile
+  t0 = time.perf_counter()
+  valid = task.evaluate(state, dp, "valid")
+  eval_seconds = time.perf_counter() - t0
+  out = {"model": model, "parameters": params_count, "batch_size": config.train.batch_size,
+         "max_len": config.model.max_len, "d_model": config.model.d_model,
+         "steps_per_second": _STEPS.value / seconds, "targets_per_second": targets / seconds,
+         "eval_users_per_second": valid["num_users"] / eval_seconds,
+         "flops_per_step": flops, "achieved_flops_per_second": flops * _STEPS.value / seconds}
+  if target_ndcg is not None:
+    out.update(_time_to_quality(config, ds, target_ndcg))
+  return out
+
+
+def _time_to_quality(config, ds, target: float) -> dict:
+  """Training seconds (evaluation excluded) until validation NDCG@10 >= ``target``."""
+  task, _ = train.make_task(config, ds)
+  dp = parallel.DataParallel(config.parallel.mode, config.parallel.num_devices)
+  state = dp.replicate(task.init_state(jax.random.PRNGKey(config.seed)))
+  consts = dp.replicate(task.consts)
+  step = dp.wrap_step(task.train_step, with_consts=True)
+  state, m = step(state, dp.shard_batch(next(task.train_iter)), consts)  # compile, untimed
+  jax.block_until_ready(m)
+  train_seconds, best, done = 0.0, 0.0, 1
+  while done < _TTQ_STEPS.value:
+    t0 = time.perf_counter()
+    for _ in range(_TTQ_EVAL.value):
+      state, m = step(state, dp.shard_batch(next(task.train_iter)), consts)
+    jax.block_until_ready(m)
+    train_seconds += time.perf_counter() - t0
+    done += _TTQ_EVAL.value
+    best = max(best, task.evaluate(state, dp, "valid")["ndcg@10"])
+    if best >= target:
+      return {"ttq_reached": True, "ttq_train_seconds": train_seconds, "ttq_steps": done,
+              "ttq_valid_ndcg@10": best}
+  return {"ttq_reached": False, "ttq_train_seconds": train_seconds, "ttq_steps": done,
+          "ttq_valid_ndcg@10": best}
+
+
+def recbole_results(out_dir: str) -> dict:
+  if _RB_JSON.value:
+    with open(_RB_JSON.value) as f:
+      return json.load(f)
+  path = os.path.join(out_dir, "recbole_sasrec.json")
+  cmd = [os.path.join(REPO, _RB_PY.value), os.path.join(REPO, "benchmarks/recbole_sasrec.py"),
+         "--out", path, "--epochs", str(_RB_EPOCHS.value), "--threads", str(_RB_THREADS.value)]
+  if not os.path.exists(cmd[0]):
+    raise FileNotFoundError(f"{cmd[0]} not found: set up RecBole's environment "
+                            "(benchmarks/README.md), or pass --recbole_json or --skip_recbole.")
+  subprocess.run(cmd, check=True)
+  with open(path) as f:
+    return json.load(f)
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  os.makedirs(_OUT.value, exist_ok=True)
+  rb = None if _SKIP_RB.value else recbole_results(_OUT.value)
+  target = None
+  if _TTQ.value:
+    if rb is None or not rb.get("complete"):
+      raise ValueError("--time_to_quality needs a complete (converged) RecBole run: pass "
+                       "--recbole_json of a run with early stopping, or --recbole_epochs=200.")
+    target = rb["best"]["valid_ndcg@10"]
+  peak = matmul_peak(_PEAK_N.value)
+  ds = train.load_data(_config_for(_MODELS.value[0]))
+  rows = []
+  for model in _MODELS.value:
+    r = measure_ours(model, ds, target if model == "sasrec" else None)
+    r["fraction_of_matmul_peak"] = r["achieved_flops_per_second"] / peak
+    if rb is not None:
+      r["targets_per_second_vs_recbole"] = (r["targets_per_second"]
+                                            / rb["throughput"]["train_targets_per_second"])
+      r["eval_users_per_second_vs_recbole"] = (r["eval_users_per_second"]
+                                               / rb["throughput"]["eval_users_per_second"])
+      if "ttq_train_seconds" in r and r["ttq_reached"]:
+        r["time_to_quality_speedup_vs_recbole"] = (rb["best"]["time_to_best_train_seconds"]
+                                                   / r["ttq_train_seconds"])
+    rows.append(r)
+  if rb is not None:
+    rows.append({"model": "recbole_sasrec", "parameters": rb["model"]["parameters"],
+                 "targets_per_second": rb["throughput"]["train_targets_per_second"],
+                 "eval_users_per_second": rb["throughput"]["eval_users_per_second"],
+                 "ttq_train_seconds": rb["best"]["time_to_best_train_seconds"] if
+                 rb.get("complete") else float("nan")})
+  header = (f"{time.strftime('%Y-%m-%d')}, {platform.machine()} {os.cpu_count()} cores, "
+            f"load average {os.getloadavg()[0]:.1f}, jax {jax.__version__} "
+            f"{jax.devices()[0].platform}, float32 matmul peak {peak / 1e9:.1f} GFLOP/s\n"
+            f"    python scripts/bench_heterrec.py " + " ".join(sys.argv[1:]) + "\n\n")
+  cols = ["model", "parameters", "targets_per_second", "eval_users_per_second", "flops_per_step",
+          "achieved_flops_per_second", "fraction_of_matmul_peak",
+          "targets_per_second_vs_recbole", "eval_users_per_second_vs_recbole"]
+  if _TTQ.value:
+    cols += ["ttq_train_seconds", "time_to_quality_speedup_vs_recbole"]
+  table = metric_writers.format_table(rows, cols, floatfmt=".4g")
+  print(header + table)
+  metric_writers.atomic_write_text(os.path.join(_OUT.value, "bench.md"), header + table + "\n")
+  metric_writers.atomic_write_text(os.path.join(_OUT.value, "bench.json"), json.dumps(
+      {"matmul_peak_flops_per_second": peak, "rows": rows, "recbole": rb}, indent=2, default=str))
+
+
+if __name__ == "__main__":
+  app.run(main)
