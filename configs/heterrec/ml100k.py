@@ -10,18 +10,19 @@ with ``--config.data.source.path=...``. The protocol matches RecBole's SASRec on
 ranking *without* history masking (RecBole's sequential evaluation does not mask), hidden 64,
 2 layers, 2 heads, inner 256, max length 50, dropout 0.5, Adam 1e-3, batch 256.
 
-``arg``: comma-separated — a model name (heterrec | sasrec | fusion_sasrec | bert4rec),
+``arg``: comma-separated options (configs/heterrec/options.py: model, ablations, size ladder),
 ``mask`` (evaluate with history masking), ``runlocal`` (a smoke run).
 """
 
 import ml_collections
 
 from configs.data import ml100k as ml100k_data
+from configs.heterrec import options
 from heterrec_jax import train
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  opts = [a for a in (arg or "").split(",") if a]
+  opts = options.parse(arg)
   c = train.get_default_config()
   c.data = ml100k_data.get_config()
   c.model.max_len = 50
@@ -43,11 +44,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.train.early_stop_patience = 10
   c.optim.name = "adam"
   c.optim.learning_rate = 1e-3
-  for name in ("heterrec", "sasrec", "fusion_sasrec", "bert4rec"):
-    if name in opts:
-      c.model.name = name
-  if c.model.name == "bert4rec":
-    c.loss.objective = "cloze"
+  options.apply(c, opts, extra={"runlocal"})
   if "runlocal" in opts:
     c.model.max_len = 20
     c.train.num_steps = 20

@@ -3,7 +3,7 @@ r"""HeterRec and its baselines on the embedded synthetic data (no files needed).
     python scripts/train.py --config=configs/heterrec/synthetic.py --workdir=workdirs/hr_syn
     python scripts/train.py --config=configs/heterrec/synthetic.py:sasrec --workdir=...
 
-``arg``: comma-separated options — a model name (heterrec | sasrec | fusion_sasrec | bert4rec),
+``arg``: comma-separated options (configs/heterrec/options.py: model, ablations, size ladder),
 ``runlocal`` (a seconds-long smoke run on the tiny data set), ``small`` (the small data set),
 ``quick`` (the README's main job: the default data, a small model, a few minutes on a CPU).
 """
@@ -11,11 +11,12 @@ r"""HeterRec and its baselines on the embedded synthetic data (no files needed).
 import ml_collections
 
 from configs.data import synthetic as synthetic_data
+from configs.heterrec import options
 from heterrec_jax import train
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  opts = [a for a in (arg or "").split(",") if a]
+  opts = options.parse(arg)
   size = "tiny" if "runlocal" in opts else ("small" if "small" in opts else None)
   c = train.get_default_config()
   c.data = synthetic_data.get_config(size)
@@ -32,11 +33,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.input.random_window = True  # fresh windows of long histories each epoch: less memorising
   c.optim.name = "adam"
   c.optim.learning_rate = 1e-3
-  for name in ("heterrec", "sasrec", "fusion_sasrec", "bert4rec"):
-    if name in opts:
-      c.model.name = name
-  if c.model.name == "bert4rec":
-    c.loss.objective = "cloze"
+  options.apply(c, opts, extra={"runlocal", "small", "quick"})
   if "quick" in opts:
     c.model.max_len = 20
     c.model.d_model = 32

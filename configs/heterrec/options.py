@@ -1,0 +1,50 @@
+"""Comma-separated config arguments shared by configs/heterrec/*.py: model, ablations, sizes.
+
+- a model name: ``heterrec``, ``sasrec``, ``fusion_sasrec``, ``bert4rec`` (the cloze objective);
+- ablations: ``causal`` (token mask), ``meanpool`` (item pooling), ``k2``..``k5`` (LMP steps),
+  ``noid`` (HeterRec without the id token), ``concatfusion`` (fusion SASRec by concat);
+- a model size from the ladder: ``xs``, ``s``, ``m``, ``l`` (width and depth; see ``SIZES``), to
+  measure how quality grows with size;
+- ``mask``: evaluate with history masking.
+"""
+
+import ml_collections
+
+MODELS = ("heterrec", "sasrec", "fusion_sasrec", "bert4rec")
+# d_model, heads, token layers, item layers.
+SIZES = {"xs": (32, 2, 1, 1), "s": (64, 2, 1, 2), "m": (128, 4, 2, 2), "l": (256, 4, 2, 4)}
+KNOWN = set(MODELS) | set(SIZES) | {"causal", "meanpool", "noid", "concatfusion", "mask", "k2",
+                                    "k3", "k4", "k5"}
+
+
+def parse(arg: str) -> list[str]:
+  return [a for a in (arg or "").split(",") if a]
+
+
+def apply(c: ml_collections.ConfigDict, opts: list[str], extra: set[str] = frozenset()) -> None:
+  """Applies the options above to a HeterRec trainer config; unknown options are an error."""
+  unknown = [o for o in opts if o not in KNOWN and o not in extra]
+  if unknown:
+    raise ValueError(f"Unknown config argument(s) {unknown}; known: {sorted(KNOWN | set(extra))}.")
+  for name in MODELS:
+    if name in opts:
+      c.model.name = name
+  if c.model.name == "bert4rec":
+    c.loss.objective = "cloze"
+  for size, (d, heads, token_layers, item_layers) in SIZES.items():
+    if size in opts:
+      c.model.d_model, c.model.heads = d, heads
+      c.model.token_layers, c.model.item_layers = token_layers, item_layers
+  if "causal" in opts:
+    c.model.mask = "causal"
+  if "meanpool" in opts:
+    c.model.pooling = "mean"
+  if "noid" in opts:
+    c.model.use_id = False
+  if "concatfusion" in opts:
+    c.model.fusion = "concat"
+  if "mask" in opts:
+    c.eval.mask_history = True
+  for k in (2, 3, 4, 5):
+    if f"k{k}" in opts:
+      c.loss.k = k

@@ -1,0 +1,30 @@
+"""Every HeterRec config file loads with its options and passes the trainer's checks."""
+
+import pytest
+
+from configs.heterrec import ml100k, ml1m, options, seqtext, synthetic
+from heterrec_jax import train
+
+
+@pytest.mark.parametrize("module,arg", [
+    (synthetic, ""), (synthetic, "quick,sasrec"), (synthetic, "runlocal,bert4rec"),
+    (synthetic, "heterrec,causal,meanpool,k3,noid"), (ml100k, "fusion_sasrec,concatfusion,mask"),
+    (ml1m, "heterrec,l"), (seqtext, "runlocal,sasrec")])
+def test_configs_load_and_check(module, arg):
+  config = module.get_config(arg)
+  train.check_config(config)
+  opts = options.parse(arg)
+  for name in options.MODELS:
+    if name in opts:
+      assert config.model.name == name
+  if "bert4rec" in opts:
+    assert config.loss.objective == "cloze"
+  if "k3" in opts:
+    assert config.loss.k == 3
+  if "l" in opts:
+    assert (config.model.d_model, config.model.item_layers) == (256, 4)
+
+
+def test_unknown_option_is_named():
+  with pytest.raises(ValueError, match=r"\['bogus'\]"):
+    synthetic.get_config("quick,bogus")
