@@ -1,9 +1,9 @@
 r"""The training core's own end-to-end job: an MLP learns a planted linear teacher.
 
-    python scripts/train.py --config=configs/example/mlp.py --workdir=/tmp/example
+    python scripts/train.py --config=configs/example/mlp.py --workdir=workdirs/example
 
-Expected (2-core CPU, 2026-11-28): test accuracy about 0.95 (the label-noise ceiling is 0.9625)
-after 600 steps, under a minute. ``:runlocal`` shrinks it to a seconds-long smoke run.
+Measured (2-core CPU, 2026-11-28): test accuracy 0.923, valid 0.941 (the label-noise ceiling is
+0.9625) after 600 steps, in about 6 s. ``:runlocal`` shrinks it to a seconds-long smoke run.
 """
 
 from common import example_task
