@@ -212,7 +212,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   check_config(config)
   ds = load_data(config)
   if jax.process_index() == 0:
-    print(data_lib.format_summary(data_lib.summarize(ds)).splitlines()[0], flush=True)
+    print(data_lib.format_summary(data_lib.summarize(ds)), flush=True)
   task, _ = make_task(config, ds)
   results = train_loop.run(config, workdir, task)
   if config.eval.popularity_baseline:
