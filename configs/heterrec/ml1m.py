@@ -38,10 +38,5 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.train.early_stop_patience = 5
   c.optim.name = "adam"
   c.optim.learning_rate = 1e-3
-  options.apply(c, opts, extra={"runlocal"})
-  if "runlocal" in opts:
-    c.model.max_len = 20
-    c.train.num_steps = 20
-    c.train.eval_every = 10
-    c.eval.max_batches = 1
+  options.apply(c, opts)
   return c

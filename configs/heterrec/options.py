@@ -5,7 +5,9 @@
   ``noid`` (HeterRec without the id token), ``concatfusion`` (fusion SASRec by concat);
 - a model size from the ladder: ``xs``, ``s``, ``m``, ``l`` (width and depth; see ``SIZES``), to
   measure how quality grows with size;
-- ``mask``: evaluate with history masking.
+- ``mask``: evaluate with history masking;
+- ``runlocal``: a seconds-long smoke run of a file-based config (short history, 20 steps, one
+  evaluation batch); the synthetic config has its own, on its tiny data set.
 """
 
 import ml_collections
@@ -14,7 +16,7 @@ MODELS = ("heterrec", "sasrec", "fusion_sasrec", "bert4rec")
 # d_model, heads, token layers, item layers.
 SIZES = {"xs": (32, 2, 1, 1), "s": (64, 2, 1, 2), "m": (128, 4, 2, 2), "l": (256, 4, 2, 4)}
 KNOWN = set(MODELS) | set(SIZES) | {"causal", "meanpool", "noid", "concatfusion", "mask", "k2",
-                                    "k3", "k4", "k5"}
+                                    "k3", "k4", "k5", "runlocal"}
 
 
 def parse(arg: str) -> list[str]:
@@ -48,3 +50,9 @@ def apply(c: ml_collections.ConfigDict, opts: list[str], extra: set[str] = froze
   for k in (2, 3, 4, 5):
     if f"k{k}" in opts:
       c.loss.k = k
+  if "runlocal" in opts and "runlocal" not in extra:
+    c.model.max_len = 20
+    c.train.num_steps = 20
+    c.train.eval_every = 10
+    c.train.batch_size = 64
+    c.eval.max_batches = 1
