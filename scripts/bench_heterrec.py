@@ -3,8 +3,10 @@ r"""Speed of our SASRec-CE and HeterRec beside RecBole's SASRec, same data, same
     python scripts/bench_heterrec.py --out=workdirs/bench_heterrec             # throughput, FLOPs
     python scripts/bench_heterrec.py --time_to_quality --out=workdirs/bench_ttq  # + time to quality
 
-What it measures, for each model of ``--models`` at the sizes of ``--config`` (ML-100K by
-default, the protocol of ``configs/heterrec/ml100k.py``):
+What it measures, for each model of ``--models`` at the size of ``--config`` (ML-100K by
+default, the protocol of ``configs/heterrec/ml100k.py``), or at each size of ``--sizes`` (the
+ladder ``xs,s,m,l`` of ``configs/heterrec/options.py``; time to quality only at the config's own
+size):
 
 - training throughput in *targets* per second (a target is one predicted next item: RecBole
   trains every prefix with one target, our models every position of a window), timed over
@@ -46,6 +48,8 @@ from heterrec_jax import train
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CONFIG = flags.DEFINE_string("config", "configs/heterrec/ml100k.py", "Experiment config.")
 _MODELS = flags.DEFINE_list("models", ["sasrec", "heterrec"], "Models to time.")
+_SIZES = flags.DEFINE_list("sizes", [], "Model sizes of configs/heterrec/options.py (xs,s,m,l) "
+                           "to time each model at; empty: the config's own size.")
 _STEPS = flags.DEFINE_integer("steps", 30, "Timed training steps per model.")
 _WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps first (compilation).")
 _PEAK_N = flags.DEFINE_integer("peak_n", 2048, "Matrix size for the matmul-peak measurement.")
@@ -78,17 +82,17 @@ def _targets(item_ids: np.ndarray) -> int:
   return int(np.sum((item_ids[:, :-1] > 0) & (item_ids[:, 1:] > 0)))
 
 
-def _config_for(model: str):
+def _config_for(model: str, size: str = ""):
   path, _, arg = _CONFIG.value.partition(":")
   config = config_checks.load_config_file(
-      os.path.join(REPO, path) + ":" + ",".join(a for a in (arg, model) if a))
+      os.path.join(REPO, path) + ":" + ",".join(a for a in (arg, size, model) if a))
   config.train.progress_bar = False
   return config
 
 
-def measure_ours(model: str, ds, target_ndcg=None) -> dict:
+def measure_ours(model: str, ds, target_ndcg=None, size: str = "") -> dict:
   """Throughput, FLOPs and (optionally) time to ``target_ndcg`` of one of our models."""
-  config = _config_for(model)
+  config = _config_for(model, size)
   task, _ = train.make_task(config, ds)
   dp = parallel.DataParallel(config.parallel.mode, config.parallel.num_devices)
   state = dp.replicate(task.init_state(jax.random.PRNGKey(config.seed)))
@@ -115,7 +119,8 @@ def measure_ours(model: str, ds, target_ndcg=None) -> dict:
   t0 = time.perf_counter()
   valid = task.evaluate(state, dp, "valid")
   eval_seconds = time.perf_counter() - t0
-  out = {"model": model, "parameters": params_count, "batch_size": config.train.batch_size,
+  out = {"model": model + (f" ({size})" if size else ""), "parameters": params_count,
+         "batch_size": config.train.batch_size,
          "max_len": config.model.max_len, "d_model": config.model.d_model,
          "steps_per_second": _STEPS.value / seconds, "targets_per_second": targets / seconds,
          "eval_users_per_second": valid["num_users"] / eval_seconds,
@@ -190,8 +195,8 @@ def main(argv):
   ds = train.load_data(_config_for(_MODELS.value[0]))
   rows = []
   rb_speed = recbole_throughput(rb) if rb is not None else None
-  for model in _MODELS.value:
-    r = measure_ours(model, ds, target if model == "sasrec" else None)
+  for model, size in [(m, s) for s in (_SIZES.value or [""]) for m in _MODELS.value]:
+    r = measure_ours(model, ds, target if model == "sasrec" and not size else None, size)
     r["fraction_of_matmul_peak"] = r["achieved_flops_per_second"] / peak
     if rb is not None:
       r["targets_per_second_vs_recbole"] = (r["targets_per_second"]

@@ -8,7 +8,11 @@ The data path defaults to ``../shared/data/ml-100k`` (relative to the repo root)
 with ``--config.data.source.path=...``. The protocol matches RecBole's SASRec on the same split
 (``benchmarks/recbole_sasrec.py``): all ratings as interactions, 5-core, leave-one-out, full
 ranking *without* history masking (RecBole's sequential evaluation does not mask), hidden 64,
-2 layers, 2 heads, inner 256, max length 50, dropout 0.5, Adam 1e-3, batch 256.
+2 layers, 2 heads, inner 256, max length 50, dropout 0.5 (RecBole's SASRec defaults). The optimiser
+recipe is ours: Adam 3e-3 with 100 warm-up steps, batch 128 windows (each window trains every
+position, ~5k targets per step), validation every 50 steps, early stop after 8 evaluations without
+a better NDCG@10. (RecBole: Adam 1e-3, batch 256 prefixes, one target each.) Measured results
+and time to quality: heterrec_jax/README.md.
 
 ``arg``: comma-separated options (configs/heterrec/options.py: model, ablations, size ladder),
 ``mask`` (evaluate with history masking), ``runlocal`` (a smoke run).
@@ -36,13 +40,14 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.input.random_window = True  # every part of a long history gets to be a target, over epochs
   c.eval.mask_history = "mask" in opts
   c.eval.batch_size = 512
-  c.train.batch_size = 256
+  c.train.batch_size = 128
   c.train.num_steps = 4000
   c.train.log_every = 50
-  c.train.eval_every = 100
+  c.train.eval_every = 50
   c.train.checkpoint_every = 500
-  c.train.early_stop_patience = 10
+  c.train.early_stop_patience = 8
   c.optim.name = "adam"
-  c.optim.learning_rate = 1e-3
+  c.optim.learning_rate = 3e-3
+  c.optim.warmup_steps = 100
   options.apply(c, opts)
   return c

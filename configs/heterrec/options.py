@@ -2,7 +2,10 @@
 
 - a model name: ``heterrec``, ``sasrec``, ``fusion_sasrec``, ``bert4rec`` (the cloze objective);
 - ablations: ``causal`` (token mask), ``meanpool`` (item pooling), ``k2``..``k5`` (LMP steps),
-  ``noid`` (HeterRec without the id token), ``concatfusion`` (fusion SASRec by concat);
+  ``noid`` (HeterRec without the id token), ``concatfusion`` (fusion SASRec by concat). The mask
+  ablation only changes anything with mean pooling or two or more token layers: with one token
+  layer and ``last`` pooling, the last slot of an item sees the same tokens under either mask
+  (measured identical), so compare ``meanpool`` with ``causal,meanpool``;
 - a model size from the ladder: ``xs``, ``s``, ``m``, ``l`` (width and depth; see ``SIZES``), to
   measure how quality grows with size;
 - ``mask``: evaluate with history masking;

@@ -33,7 +33,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.input.random_window = True  # fresh windows of long histories each epoch: less memorising
   c.optim.name = "adam"
   c.optim.learning_rate = 1e-3
-  options.apply(c, opts, extra={"runlocal", "small", "quick"})
   if "quick" in opts:
     c.model.max_len = 20
     c.model.d_model = 32
@@ -56,4 +55,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.train.eval_every = 30
     c.train.checkpoint_every = 30
     c.eval.batch_size = 64
+  # Last, so that a size of the ladder (xs, s, m, l) overrides quick's and runlocal's width.
+  options.apply(c, opts, extra={"runlocal", "small", "quick"})
   return c

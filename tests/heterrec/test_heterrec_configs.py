@@ -9,7 +9,8 @@ from heterrec_jax import train
 @pytest.mark.parametrize("module,arg", [
     (synthetic, ""), (synthetic, "quick,sasrec"), (synthetic, "runlocal,bert4rec"),
     (synthetic, "heterrec,causal,meanpool,k3,noid"), (ml100k, "fusion_sasrec,concatfusion,mask"),
-    (ml1m, "heterrec,l"), (seqtext, "runlocal,sasrec")])
+    (ml1m, "heterrec,l"), (seqtext, "runlocal,sasrec"), (synthetic, "quick,m"),
+    (synthetic, "runlocal,s")])
 def test_configs_load_and_check(module, arg):
   config = module.get_config(arg)
   train.check_config(config)
@@ -21,8 +22,10 @@ def test_configs_load_and_check(module, arg):
     assert config.loss.objective == "cloze"
   if "k3" in opts:
     assert config.loss.k == 3
-  if "l" in opts:
-    assert (config.model.d_model, config.model.item_layers) == (256, 4)
+  for size, (d, heads, token_layers, item_layers) in options.SIZES.items():
+    if size in opts:  # a ladder size wins over the width that quick / runlocal set
+      assert (config.model.d_model, config.model.heads, config.model.token_layers,
+              config.model.item_layers) == (d, heads, token_layers, item_layers)
 
 
 def test_unknown_option_is_named():
