@@ -25,6 +25,23 @@ def assert_trees_equal(a, b):
     np.testing.assert_array_equal(data(x), data(y))
 
 
+def assert_vmapped_steps_match_single(env, states, num_agents, steps=4):
+  """``jit(vmap(env.step))`` over a batch of states equals stepping each state alone, bit for bit.
+
+  ``states`` is a batch of env states (leading axis = batch); actions are uniform random ids.
+  """
+  batch = jax.tree_util.tree_leaves(states)[0].shape[0]
+  vstep, step = jax.jit(jax.vmap(env.step)), jax.jit(env.step)
+  singles = [jax.tree_util.tree_map(lambda x, b=b: x[b], states) for b in range(batch)]
+  for t in range(steps):
+    actions = jax.random.randint(jax.random.key(10 + t), (batch, num_agents), 0, env.num_actions)
+    states, timesteps = vstep(states, actions)
+    for b in range(batch):
+      singles[b], timestep = step(singles[b], actions[b])
+      assert_trees_equal(jax.tree_util.tree_map(lambda x, b=b: x[b], (states, timesteps)),
+                         (singles[b], timestep))
+
+
 @functools.lru_cache(maxsize=None)
 def warehouse():
   """One RobotWarehouse adapter for every test module (building Jumanji's layout takes seconds)."""

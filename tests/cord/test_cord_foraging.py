@@ -8,6 +8,7 @@ from jumanji.types import StepType
 
 from cord_jax import envs
 from cord_testutil import assert_trees_equal
+from cord_testutil import assert_vmapped_steps_match_single
 
 N, F, G, T = 3, 4, 7, 40
 ENV = envs.CooperativeForaging(grid_size=G, num_agents=N, num_food=F, time_limit=20)
@@ -80,15 +81,7 @@ def test_rewards_sum_to_eaten_fraction_and_team_helps(rollouts):
 def test_jit_vmap_step_equals_python_loop():
   states, _ = jax.vmap(RESET_TEAM)(jax.random.split(jax.random.key(3), 3),
                                   jnp.array([[1, 2, 3]] * 3))
-  vstep = jax.jit(jax.vmap(ENV.step))
-  singles = [jax.tree_util.tree_map(lambda x, b=b: x[b], states) for b in range(3)]
-  for t in range(4):
-    actions = jax.random.randint(jax.random.key(10 + t), (3, N), 0, ENV.num_actions)
-    states, timesteps = vstep(states, actions)
-    for b in range(3):
-      singles[b], timestep = STEP(singles[b], actions[b])
-      assert_trees_equal(jax.tree_util.tree_map(lambda x, b=b: x[b], (states, timesteps)),
-                         (singles[b], timestep))
+  assert_vmapped_steps_match_single(ENV, states, N)
 
 
 def test_determinism(rollouts):

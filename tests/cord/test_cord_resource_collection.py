@@ -10,6 +10,7 @@ from jumanji.types import StepType
 
 from cord_jax import envs
 from cord_testutil import assert_trees_equal
+from cord_testutil import assert_vmapped_steps_match_single
 
 N, M, T = 3, 4, 40
 
@@ -108,15 +109,7 @@ def test_episodes_end_and_auto_reset(rollouts):
 def test_jit_vmap_step_equals_python_loop():
   keys = jax.random.split(jax.random.key(3), 3)
   states, _ = jax.jit(jax.vmap(ENV.reset))(keys)
-  vstep = jax.jit(jax.vmap(ENV.step))
-  singles = [jax.tree_util.tree_map(lambda x, b=b: x[b], states) for b in range(3)]
-  for t in range(4):
-    actions = jax.random.randint(jax.random.key(10 + t), (3, N), 0, ENV.num_actions)
-    states, timesteps = vstep(states, actions)
-    for b in range(3):
-      singles[b], timestep = STEP(singles[b], actions[b])
-      assert_trees_equal(jax.tree_util.tree_map(lambda x, b=b: x[b], (states, timesteps)),
-                         (singles[b], timestep))
+  assert_vmapped_steps_match_single(ENV, states, N)
 
 
 def test_determinism_same_key_same_rollout(rollouts):
