@@ -21,6 +21,7 @@ real positions.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -69,14 +70,23 @@ def item_attention_mask(item_valid: Array, causal: bool = True) -> Array:
   return _with_padding(structure, item_valid)
 
 
+NORMS = ("pre", "post")
+
+
 class TransformerBlock(nn.Module):
-  """A pre-LN transformer block: ``x + Attn(LN(x))``, then ``x + MLP(LN(x))``.
+  """A transformer block, pre-LN or post-LN (a switch).
+
+  * ``pre``: ``x + Attn(LN(x))``, then ``x + MLP(LN(x))``, with dropout on both residual
+    branches and on the MLP's hidden layer.
+  * ``post`` (BERT, and SASRec as RecBole implements it): ``LN(x + Attn(x))``, then
+    ``LN(x + MLP(x))``, with dropout on both residual branches only.
 
   Attributes:
     heads: attention heads (must divide the width).
     mlp_dim: hidden width of the MLP.
-    dropout: dropout on the residual branches and inside the MLP.
+    dropout: dropout on the residual branches (and, pre-LN, inside the MLP).
     attention_dropout: dropout on the attention weights.
+    norm: ``pre`` or ``post``.
     dtype: computation dtype (softmax and layer-norm statistics stay in float32).
     param_dtype: parameter dtype.
   """
@@ -85,28 +95,37 @@ class TransformerBlock(nn.Module):
   mlp_dim: int
   dropout: float = 0.0
   attention_dropout: float = 0.0
+  norm: str = "pre"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, mask: Array, train: bool = False) -> Array:
     width = x.shape[-1]
-    y = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype)(x)
+    pre = self.norm == "pre"
+    layer_norm = functools.partial(nn.LayerNorm, dtype=self.dtype, param_dtype=self.param_dtype)
+    drop = lambda v: nn.Dropout(self.dropout)(v, deterministic=not train)
+    y = layer_norm()(x) if pre else x
     y = nn.MultiHeadDotProductAttention(
         num_heads=self.heads, dtype=self.dtype, param_dtype=self.param_dtype,
         dropout_rate=self.attention_dropout, broadcast_dropout=False,
         force_fp32_for_softmax=True, deterministic=not train)(y, y, mask=mask)
-    x = x + nn.Dropout(self.dropout)(y, deterministic=not train)
-    y = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype)(x)
+    x = x + drop(y)
+    x = x if pre else layer_norm()(x)
+    y = layer_norm()(x) if pre else x
     y = nn.Dense(self.mlp_dim, dtype=self.dtype, param_dtype=self.param_dtype)(y)
     y = nn.gelu(y)
-    y = nn.Dropout(self.dropout)(y, deterministic=not train)
+    y = drop(y) if pre else y
     y = nn.Dense(width, dtype=self.dtype, param_dtype=self.param_dtype)(y)
-    return x + nn.Dropout(self.dropout)(y, deterministic=not train)
+    x = x + drop(y)
+    return x if pre else layer_norm()(x)
 
 
 class Transformer(nn.Module):
-  """A stack of pre-LN blocks followed by a final layer norm.
+  """A stack of blocks; a pre-LN stack ends with a layer norm.
+
+  A post-LN stack expects a normalised input: BERT and RecBole's SASRec feed it
+  ``Dropout(LN(embedding))`` (its callers here do the same).
 
   Attributes:
     layers: number of blocks (0 leaves only the final layer norm).
@@ -123,16 +142,21 @@ class Transformer(nn.Module):
   mlp_dim: int
   dropout: float = 0.0
   attention_dropout: float = 0.0
+  norm: str = "pre"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, mask: Array, train: bool = False) -> Array:
+    if self.norm not in NORMS:
+      raise ValueError(f"Unknown norm {self.norm!r}; use one of {NORMS}.")
     for i in range(self.layers):
       x = TransformerBlock(
           heads=self.heads, mlp_dim=self.mlp_dim, dropout=self.dropout,
-          attention_dropout=self.attention_dropout, dtype=self.dtype,
+          attention_dropout=self.attention_dropout, norm=self.norm, dtype=self.dtype,
           param_dtype=self.param_dtype, name=f"block_{i}")(x, mask, train)
+    if self.norm == "post":
+      return x
     return nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="final_norm")(x)
 
 
@@ -151,6 +175,7 @@ class HCT(nn.Module):
     mask: ``block_causal`` or ``causal`` (token level).
     pooling: ``last`` (the block's last slot) or ``mean`` (mean of the block).
     dropout: residual/MLP dropout.
+    norm: ``pre`` or ``post`` layer norm, both levels (``TransformerBlock``).
     attention_dropout: attention-weight dropout.
     dtype: computation dtype.
     param_dtype: parameter dtype.
@@ -168,6 +193,7 @@ class HCT(nn.Module):
   pooling: str = "last"
   dropout: float = 0.0
   attention_dropout: float = 0.0
+  norm: str = "pre"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -181,8 +207,11 @@ class HCT(nn.Module):
       raise ValueError(f"HCT got {tokens.shape[1]} tokens for {length} items of "
                        f"{self.num_slots} slots.")
     common = dict(dropout=self.dropout, attention_dropout=self.attention_dropout,
-                  dtype=self.dtype, param_dtype=self.param_dtype)
+                  norm=self.norm, dtype=self.dtype, param_dtype=self.param_dtype)
     mask = token_attention_mask(item_valid, self.num_slots, self.mask)
+    if self.norm == "post":
+      tokens = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype,
+                            name="token_input_norm")(tokens)
     h = Transformer(layers=self.token_layers, heads=self.token_heads, mlp_dim=self.token_mlp_dim,
                     name="token_transformer", **common)(tokens, mask, train)
     h = h.reshape(batch, length, self.num_slots, h.shape[-1])

@@ -42,6 +42,7 @@ def default_model_config() -> ml_collections.ConfigDict:
   c.mlp_ratio = 4  # MLP width = mlp_ratio * block width
   c.dropout = 0.2
   c.attention_dropout = 0.2
+  c.norm = "pre"  # pre | post: layer-norm placement (post = BERT / RecBole's SASRec)
   c.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
   c.fields = ()  # feature fields to use; empty = every usable field of the data set
   # HeterRec.
@@ -81,6 +82,7 @@ class HeterRec(nn.Module):
     type_embedding, slot_embedding, position_embedding: HTFL's additive embeddings.
     dropout: token/residual/MLP dropout.
     attention_dropout: attention-weight dropout.
+    norm: ``pre`` or ``post`` layer norm (``hct.TransformerBlock``).
     dtype: computation dtype.
     param_dtype: parameter dtype.
   """
@@ -105,6 +107,7 @@ class HeterRec(nn.Module):
   position_embedding: bool = True
   dropout: float = 0.0
   attention_dropout: float = 0.0
+  norm: str = "pre"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -122,7 +125,7 @@ class HeterRec(nn.Module):
         token_mlp_dim=self.token_mlp_dim, item_layers=self.item_layers,
         item_heads=self.item_heads, item_mlp_dim=self.item_mlp_dim, mask=self.mask,
         pooling=self.pooling, dropout=self.dropout, attention_dropout=self.attention_dropout,
-        dtype=self.dtype, param_dtype=self.param_dtype)
+        norm=self.norm, dtype=self.dtype, param_dtype=self.param_dtype)
     self.candidate = htfl.TokenFusion(mode=self.candidate_fusion, out_dim=self.d_model,
                                       dtype=self.dtype, param_dtype=self.param_dtype)
 
@@ -163,6 +166,8 @@ class ItemSequenceTransformer(nn.Module):
     mask_token: add the mask-token row to the id table.
     dropout: embedding/residual dropout.
     attention_dropout: attention-weight dropout.
+    norm: ``pre`` or ``post`` layer norm; ``post`` with its embedding layer norm is RecBole's
+      SASRec block for block.
     dtype: computation dtype.
     param_dtype: parameter dtype.
   """
@@ -179,6 +184,7 @@ class ItemSequenceTransformer(nn.Module):
   mask_token: bool = False
   dropout: float = 0.0
   attention_dropout: float = 0.0
+  norm: str = "pre"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -197,9 +203,11 @@ class ItemSequenceTransformer(nn.Module):
     self.position = nn.Embed(self.max_len, self.d_model, dtype=self.dtype,
                              param_dtype=self.param_dtype, embedding_init=htfl.embed_init)
     self.drop = nn.Dropout(self.dropout)
+    if self.norm == "post":
+      self.input_norm = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype)
     self.encoder = hct.Transformer(
         layers=self.layers, heads=self.heads, mlp_dim=self.mlp_dim, dropout=self.dropout,
-        attention_dropout=self.attention_dropout, dtype=self.dtype,
+        attention_dropout=self.attention_dropout, norm=self.norm, dtype=self.dtype,
         param_dtype=self.param_dtype)
 
   def __call__(self, batch: Mapping[str, Array], features: Mapping[str, Array],
@@ -209,6 +217,8 @@ class ItemSequenceTransformer(nn.Module):
     htfl.check_sequence_length(ids, self.max_len)
     valid = ids != 0
     x = self.item_embeddings(features, ids) + self.position(jnp.arange(ids.shape[1]))[None]
+    if self.norm == "post":
+      x = self.input_norm(x)
     x = self.drop(x, deterministic=not train)
     mask = hct.item_attention_mask(valid, causal=not self.bidirectional)
     h = self.encoder(x, mask, train)
@@ -257,8 +267,9 @@ def get_model(config: Mapping[str, Any], *, num_items: int,
     raise ValueError(f"Unknown dtype {c.dtype!r}; use one of {sorted(_DTYPES)}.")
   # Validate the names for every model, so a typo fails even where the fields go unused.
   fields = htfl.resolve_fields(field_specs, tuple(c.fields))
+  _check_choice("norm", c.norm, hct.NORMS)
   common = dict(num_items=num_items, max_len=c.max_len, d_model=c.d_model, dropout=c.dropout,
-                attention_dropout=c.attention_dropout, dtype=_DTYPES[c.dtype])
+                attention_dropout=c.attention_dropout, norm=c.norm, dtype=_DTYPES[c.dtype])
   if c.name == "heterrec":
     token_dim = c.token_dim or c.d_model
     token_heads, item_heads = c.token_heads or c.heads, c.item_heads or c.heads

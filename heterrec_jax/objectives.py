@@ -65,8 +65,10 @@ def make_loss_fn(model: nn.Module, config: Mapping[str, Any] | None = None) -> C
 
   Returns:
     ``loss_fn(params, batch, features, rng, train=True, log_q=None) -> (loss, aux)``. ``batch``
-    holds ``item_ids [B, L]``; ``log_q [N + 1]`` is the popularity sampler's log probability per
-    item (``losses.popularity_log_q``; required by that sampler, ignored otherwise). ``aux`` has
+    holds ``item_ids [B, L]`` and, optionally, ``target_mask [B, L]`` bool: the items that count
+    as targets (strided training windows; every real item when absent). ``log_q [N + 1]`` is the
+    popularity sampler's log probability per item (``losses.popularity_log_q``; required by that
+    sampler, ignored otherwise). ``aux`` has
     ``loss_sum`` and ``loss_weight`` (their ratio is the loss; sum both across devices for an
     exact global mean) and ``num_targets`` (next-item or masked-item targets, for throughput).
 
@@ -89,13 +91,19 @@ def make_loss_fn(model: nn.Module, config: Mapping[str, Any] | None = None) -> C
   def loss_fn(params, batch, features, rng, train=True, log_q=None):
     rng_dropout, rng_mask, rng_neg = jax.random.split(rng, 3)
     ids = jnp.asarray(batch["item_ids"], jnp.int32)
+    counts = batch.get("target_mask")  # [B, L] bool: which items of the window are targets
     if c.objective == "cloze":
       inputs, targets = losses.mask_items(rng_mask, ids, c.mask_prob, model.mask_token_id)
-      targets, valid, step_w = targets[..., None], (targets != 0)[..., None], jnp.ones((1,))
+      valid = targets != 0
+      if counts is not None:
+        valid &= counts
+      targets, valid, step_w = targets[..., None], valid[..., None], jnp.ones((1,))
       normalize = "count"
     else:
       inputs = ids
       targets, valid = losses.lmp_targets(ids, c.k)
+      if counts is not None:
+        valid &= losses.lmp_targets(counts.astype(jnp.int32), c.k)[0] != 0
       step_w, normalize = weights, c.normalize
     hidden = model.apply({"params": params}, {"item_ids": inputs}, features, train=train,
                          rngs={"dropout": rng_dropout})

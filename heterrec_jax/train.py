@@ -55,7 +55,9 @@ def get_default_config() -> ml_collections.ConfigDict:
   c.data_dir = ""  # if set, prepare the data set once under it and read it back
   c.model = models.default_model_config()
   c.loss = objectives.default_loss_config()
-  c.input = ml_collections.ConfigDict(dict(random_window=False))
+  # stride 0: one window per user per epoch (its last, or a random one); stride s > 0: windows
+  # every s items, each target counted once per epoch (common.data.StridedWindowBatches).
+  c.input = ml_collections.ConfigDict(dict(random_window=False, stride=0))
   c.eval = ml_collections.ConfigDict(dict(
       batch_size=256, mask_history=True, max_batches=0, chunk_size=0, popularity_baseline=True))
   c.train.eval_every = 500
@@ -70,6 +72,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   config_checks.require(config.model.max_len >= 1, "model.max_len",
                         f"must be >= 1 (the history length), got {config.model.max_len}",
                         "set --config.model.max_len=50")
+  config_checks.require(0 <= config.input.stride <= config.model.max_len, "input.stride",
+                        f"must be in [0, model.max_len = {config.model.max_len}], got "
+                        f"{config.input.stride}",
+                        "set --config.input.stride=0 (one window per user) or a value in "
+                        "[1, model.max_len]")
   config_checks.require(bool(config.data), "data", "is empty",
                         "start from a configs/heterrec/*.py file, which sets a data source")
 
@@ -94,14 +101,20 @@ def load_data(config: ml_collections.ConfigDict) -> data_lib.RecDataset:
 class Windows:
   """Training windows of ``model.max_len + 1`` consecutive items (left-padded), resumable.
 
-  Wraps ``common.data.SequenceBatches`` (inputs + shifted targets) into one ``item_ids`` array:
-  the model reads the window and predicts each next item inside it.
+  Wraps ``common.data.SequenceBatches`` (one window per user per epoch; ``input.stride = 0``) or
+  ``common.data.StridedWindowBatches`` (``input.stride = s``: every target counted once per epoch,
+  with at least ``L + 1 - s`` items of context) into one ``item_ids`` array, which the model
+  reads to predict each next item inside it, and ``target_mask``, the items counted as targets.
   """
 
   def __init__(self, ds, config):
-    self._inner = data_lib.SequenceBatches(
-        ds, max_len=config.model.max_len, global_batch_size=config.train.batch_size,
-        seed=config.seed, random_window=config.input.random_window)
+    common = dict(max_len=config.model.max_len, global_batch_size=config.train.batch_size,
+                  seed=config.seed)
+    if config.input.stride:
+      self._inner = data_lib.StridedWindowBatches(ds, stride=config.input.stride, **common)
+    else:
+      self._inner = data_lib.SequenceBatches(ds, random_window=config.input.random_window,
+                                             **common)
 
   def __iter__(self):
     return self
@@ -111,7 +124,10 @@ class Windows:
     # Inputs are items [s, s+L) and targets [s+1, s+L], both left-padded: the window is the
     # inputs plus the last target (taking the first input instead would drop a short row's
     # oldest item, since its padding shifts with the row).
-    return {"item_ids": np.concatenate([b["input_ids"], b["target_ids"][:, -1:]], axis=1)}
+    counted = b.get("target_mask", b["mask"])
+    return {"item_ids": np.concatenate([b["input_ids"], b["target_ids"][:, -1:]], axis=1),
+            # Window column j + 1 holds target j; column 0 is never a target.
+            "target_mask": np.concatenate([np.zeros_like(counted[:, :1]), counted], axis=1)}
 
   def get_state(self) -> dict:
     return self._inner.get_state()
@@ -149,7 +165,7 @@ def make_train_step(config, model):
 
   def train_step(state, batch, rng, consts):
     def objective(params):
-      return loss_fn(params, {"item_ids": batch["item_ids"]}, consts["features"], rng,
+      return loss_fn(params, batch, consts["features"], rng,
                      train=True, log_q=consts["log_q"])
     (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     grads = parallel.pmean(grads)

@@ -79,9 +79,9 @@ def matmul_peak(n: int, reps: int = 5) -> float:
   return 2 * n**3 / best
 
 
-def _targets(item_ids: np.ndarray) -> int:
-  """Next-item targets in a window batch (position t predicts t+1 when both are real items)."""
-  return int(np.sum((item_ids[:, :-1] > 0) & (item_ids[:, 1:] > 0)))
+def _targets(batch: dict) -> int:
+  """Counted next-item targets in a window batch (``train.Windows``' ``target_mask``)."""
+  return int(np.sum(batch["target_mask"]))
 
 
 def _config_for(model: str, size: str = ""):
@@ -113,7 +113,7 @@ def measure_ours(model: str, ds, target_ndcg=None, size: str = "") -> dict:
   targets, t0 = 0, time.perf_counter()
   for _ in range(_STEPS.value):
     local = next(task.train_iter)
-    targets += _targets(local["item_ids"])
+    targets += _targets(local)
     state, m = step(state, dp.shard_batch(local), consts)
   jax.block_until_ready(m)
   seconds = time.perf_counter() - t0

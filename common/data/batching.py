@@ -209,6 +209,63 @@ class SequenceBatches(_Stream):
             "mask": mask, "user_ids": users.astype(np.int32)}
 
 
+class StridedWindowBatches(_Stream):
+  """Sequential batches in which every training target is counted once per epoch, with context.
+
+  Examples are (user, window end) pairs: a user with ``n`` items in ``part`` has windows of
+  ``max_len + 1`` items ending (exclusive) at ``n, n - stride, n - 2 * stride, ...`` while the end
+  is at least 2. Window ``e`` *counts* the targets at positions ``[e - stride, e)`` of the
+  sequence, the user's earliest window every target it holds (item 0 of a sequence is never a
+  target). So each target item is counted in exactly one window per epoch, there with at least
+  ``max_len + 1 - stride`` items of context (or all that exist), and users weigh in by their
+  number of targets, as in RecBole's prefix training. ``stride = 1`` is RecBole's scheme exactly:
+  one target per example, with its full history of up to ``max_len`` items; ``stride = max_len``
+  tiles each sequence with windows that overlap by one item (cheapest, least context per target).
+
+  Each batch has SequenceBatches' keys plus ``target_mask`` bool ``[b, L]``: True where
+  ``target_ids`` is a counted target (a subset of ``mask``).
+  """
+
+  kind = "strided"
+
+  def __init__(self, dataset: RecDataset, *, max_len: int, stride: int, global_batch_size: int,
+               seed: int = 0, part: str = "train", process_index: Optional[int] = None,
+               process_count: Optional[int] = None, batch_size_key: str = "train.batch_size"):
+    """Creates the iterator (arguments as for SequenceBatches, plus ``stride``, 1..max_len)."""
+    if not 1 <= stride <= max_len:
+      raise ValueError(f"stride {stride} must be in [1, max_len = {max_len}].")
+    lengths = dataset.lengths(part)
+    # Windows per user: ends n, n - s, ... >= 2, i.e. 1 + (n - 2) // s of them (0 if n < 2).
+    per_user = np.where(lengths >= 2, 1 + (np.maximum(lengths, 2) - 2) // stride, 0)
+    self.example_users = np.repeat(np.arange(len(lengths)), per_user)
+    first = np.cumsum(per_user) - per_user
+    k = np.arange(int(per_user.sum())) - np.repeat(first, per_user)
+    self.example_ends = lengths[self.example_users] - k * stride
+    self.example_earliest = k == per_user[self.example_users] - 1
+    self.max_len, self.stride, self.part = int(max_len), int(stride), part
+    self._dataset = dataset
+    super().__init__(len(self.example_users), global_batch_size, seed, process_index,
+                     process_count, batch_size_key)
+
+  def get_state(self) -> dict:
+    return dict(super().get_state(), part=self.part, max_len=self.max_len, stride=self.stride)
+
+  def __next__(self) -> dict:
+    ex, _ = self._next_rows()
+    users = self.example_users[ex]
+    end = self.example_ends[ex]
+    start = self._dataset.offsets[users]
+    full = self.max_len + 1
+    window = left_padded(self._dataset.items, start, start + end, full)
+    inputs = window[:, :-1]
+    mask = inputs > 0
+    # Column c of target_ids holds sequence position end - L + c.
+    target_pos = end[:, None] - self.max_len + np.arange(self.max_len)[None, :]
+    counted = self.example_earliest[ex][:, None] | (target_pos >= (end - self.stride)[:, None])
+    return {"input_ids": inputs, "target_ids": np.where(mask, window[:, 1:], 0).astype(np.int32),
+            "mask": mask, "target_mask": mask & counted, "user_ids": users.astype(np.int32)}
+
+
 class TwoTowerBatches(_Stream):
   """Batches for two-tower retrieval: one example per (user, train event with history).
 

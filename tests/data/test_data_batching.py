@@ -1,12 +1,14 @@
 """Iterators: contents and padding, determinism, resume, per-process slices, eval batches."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
 from common import data
-from common.data.batching import EvalBatches, SequenceBatches, TwoTowerBatches
+from common.data.batching import (EvalBatches, SequenceBatches, StridedWindowBatches,
+                                  TwoTowerBatches)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +83,7 @@ def test_random_window_varies_and_stays_in_sequence(ds):
 
 
 @pytest.mark.parametrize("cls,kw", [(SequenceBatches, {"random_window": True}),
+                                    (StridedWindowBatches, {"stride": 3}),
                                     (TwoTowerBatches, {})])
 def test_resume_gives_the_same_next_batches(ds, cls, kw):
   it = cls(ds, max_len=7, global_batch_size=12, seed=2, process_index=0, process_count=1, **kw)
@@ -133,6 +136,42 @@ def test_indivisible_batch_names_the_config_key(ds):
 def test_default_process_from_jax(ds):
   it = SequenceBatches(ds, max_len=5, global_batch_size=4)
   assert (it.process_index, it.process_count) == (0, 1)
+
+
+@pytest.mark.parametrize("max_len,stride", [(6, 1), (6, 4), (6, 6), (40, 7)])
+def test_strided_windows_count_every_target_once_with_context(ds, max_len, stride):
+  # Items renumbered to their global position, so an id names its (user, position).
+  uds = dataclasses.replace(ds, items=np.arange(1, len(ds.items) + 1, dtype=np.int32))
+  it = StridedWindowBatches(uds, max_len=max_len, stride=stride, global_batch_size=1, seed=5,
+                            process_index=0, process_count=1)
+  b = StridedWindowBatches(uds, max_len=max_len, stride=stride, seed=5,
+                           global_batch_size=it.num_examples, process_index=0, process_count=1)
+  batch = next(b)  # exactly one epoch
+  assert batch["target_mask"].dtype == bool and not (batch["target_mask"] & ~batch["mask"]).any()
+  counted = []
+  for r, c in zip(*np.nonzero(batch["target_mask"])):
+    target = int(batch["target_ids"][r, c])
+    context = batch["input_ids"][r, :c + 1]
+    context = context[context > 0]
+    user = int(batch["user_ids"][r])
+    pos = target - 1 - int(uds.offsets[user])  # the target's position in the user's sequence
+    assert 1 <= pos < uds.lengths("train")[user]
+    # The context is the items right before the target, as many as the stride promises.
+    np.testing.assert_array_equal(context, np.arange(target - len(context), target))
+    assert len(context) >= min(pos, max_len + 1 - stride)
+    counted.append(target)
+  expected = [int(uds.offsets[u]) + 1 + p for u in range(1, uds.num_users + 1)
+              for p in range(1, uds.lengths("train")[u])]
+  assert sorted(counted) == sorted(expected)  # every target once, nothing else
+  if stride == 1:  # RecBole's prefixes: one target per example, its full history of <= L items
+    assert (batch["target_mask"].sum(1) == 1).all() and batch["target_mask"][:, -1].all()
+    assert it.num_examples == len(expected)
+
+
+def test_strided_windows_reject_a_bad_stride(ds):
+  with pytest.raises(ValueError, match="stride 7 must be in"):
+    StridedWindowBatches(ds, max_len=6, stride=7, global_batch_size=4, process_index=0,
+                         process_count=1)
 
 
 def test_two_tower_examples(ds):

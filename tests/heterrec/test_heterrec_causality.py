@@ -12,7 +12,9 @@ CASES = [
     dict(name="heterrec", mask="block_causal", pooling="mean"),
     dict(name="heterrec", mask="causal", pooling="last"),
     dict(name="heterrec", mask="causal", pooling="mean"),
+    dict(name="heterrec", mask="causal", pooling="mean", norm="post"),
     dict(name="sasrec"),
+    dict(name="sasrec", norm="post"),
     dict(name="fusion_sasrec", fusion="sum"),
     dict(name="fusion_sasrec", fusion="concat"),
 ]

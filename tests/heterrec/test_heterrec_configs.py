@@ -10,7 +10,7 @@ from heterrec_jax import train
     (synthetic, ""), (synthetic, "quick,sasrec"), (synthetic, "runlocal,bert4rec"),
     (synthetic, "heterrec,causal,meanpool,k3,noid"), (ml100k, "fusion_sasrec,concatfusion,mask"),
     (ml1m, "heterrec,l"), (seqtext, "runlocal,sasrec"), (synthetic, "quick,m"),
-    (synthetic, "runlocal,s")])
+    (synthetic, "runlocal,s"), (ml100k, "sasrec,postln")])
 def test_configs_load_and_check(module, arg):
   config = module.get_config(arg)
   train.check_config(config)
@@ -22,6 +22,7 @@ def test_configs_load_and_check(module, arg):
     assert config.loss.objective == "cloze"
   if "k3" in opts:
     assert config.loss.k == 3
+  assert config.model.norm == ("post" if "postln" in opts else "pre")
   for size, (d, heads, token_layers, item_layers) in options.SIZES.items():
     if size in opts:  # a ladder size wins over the width that quick / runlocal set
       assert (config.model.d_model, config.model.heads, config.model.token_layers,
@@ -31,3 +32,10 @@ def test_configs_load_and_check(module, arg):
 def test_unknown_option_is_named():
   with pytest.raises(ValueError, match=r"\['bogus'\]"):
     synthetic.get_config("quick,bogus")
+
+
+def test_bad_stride_names_the_key():
+  config = ml100k.get_config("sasrec")
+  config.input.stride = config.model.max_len + 1
+  with pytest.raises(Exception, match=r"input\.stride"):
+    train.check_config(config)

@@ -15,6 +15,7 @@ from tests.heterrec import heterrec_testlib as lib
 
 N, L, D = lib.NUM_ITEMS, lib.MAX_LEN, 16
 IDS = np.array([[0, 0, 3, 7, 7, 1], [5, 2, 9, 12, 4, 8], [6, 11, 0, 10, 3, 0]], np.int32)
+COUNTED = np.array([[0, 0, 0, 0, 1, 1], [0, 0, 0, 1, 1, 1], [1, 1, 0, 0, 1, 0]], bool)
 
 CASES = {
     "heterrec": (dict(name="heterrec", token_dim=8, pooling="mean"), [dict(k=2, gamma=0.5)]),
@@ -58,6 +59,9 @@ def test_jitted_forward_backward(name):
       out["eval_loss"] = eval_loss
       out["ref_loss"] = losses.lmp_loss(out["hidden"], out["items"], batch["item_ids"], k=2,
                                         gamma=0.5)
+      # Strided windows: only the items of target_mask are targets.
+      out["counted_loss"], out["counted_aux"] = loss_fns[0](
+          params, dict(batch, target_mask=jnp.asarray(COUNTED)), features, rng, False)
     return out
 
   out = step(params, lib.fast_key(0), {"item_ids": IDS}, features)
@@ -81,6 +85,17 @@ def test_jitted_forward_backward(name):
     assert field_grads and all(np.abs(np.asarray(g)).sum() > 0 for g in field_grads)
   if name == "heterrec":
     np.testing.assert_allclose(float(out["eval_loss"]), float(out["ref_loss"]), rtol=1e-5)
+    h, e = np.asarray(out["hidden"], np.float64), np.asarray(out["items"], np.float64)
+    total = denom = 0.0
+    for b, t, j in np.ndindex(3, L, 2):  # the k = 2, gamma = 0.5 terms, written out
+      u = t + j + 1
+      if IDS[b, t] and u < L and IDS[b, u] and COUNTED[b, u]:
+        logits = h[b, t] @ e[1:].T
+        nll = np.log(np.exp(logits - logits.max()).sum()) + logits.max() - logits[IDS[b, u] - 1]
+        total, denom = total + 0.5 ** j * nll, denom + 0.5 ** j
+    np.testing.assert_allclose(float(out["counted_loss"]), total / denom, rtol=1e-5)
+    # next-item pairs whose target is counted
+    assert int(out["counted_aux"]["num_targets"]) == 7
 
 
 def test_real_init():

@@ -41,6 +41,22 @@ def test_short_run_lifts_ndcg_far_above_popularity(tmp_path):
   assert os.path.exists(tmp_path / "results.json")
 
 
+def test_strided_windows_mark_their_counted_targets(tiny_data):
+  config = _tiny("sasrec")
+  config.input.stride = 4
+  batch = next(train.Windows(tiny_data, config))
+  ids, counted = batch["item_ids"], batch["target_mask"]
+  assert ids.shape == counted.shape == (config.train.batch_size, config.model.max_len + 1)
+  # A counted target is a real item with a real item before it, and at most `stride` per window
+  # except in a user's earliest window.
+  assert not counted[:, 0].any() and (ids[counted] > 0).all()
+  assert (ids[:, :-1][counted[:, 1:]] > 0).all()
+  assert counted.any() and counted.sum() < (ids[:, 1:] > 0).sum()
+  plain = next(train.Windows(tiny_data, _tiny("sasrec")))
+  np.testing.assert_array_equal(plain["target_mask"][:, 1:],
+                                (plain["item_ids"][:, :-1] > 0) & (plain["item_ids"][:, 1:] > 0))
+
+
 def test_config_field_missing_from_dataset(tmp_path, tiny_data):
   config = _tiny()
   config.model.fields = ("category", "brand")
