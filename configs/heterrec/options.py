@@ -58,6 +58,7 @@ def apply(c: ml_collections.ConfigDict, opts: list[str], extra: set[str] = froze
       c.loss.k = k
   if "runlocal" in opts and "runlocal" not in extra:
     c.model.max_len = 20
+    c.input.stride = min(c.input.stride, c.model.max_len)
     c.train.num_steps = 20
     c.train.eval_every = 10
     c.train.batch_size = 64

@@ -10,7 +10,7 @@ from heterrec_jax import train
     (synthetic, ""), (synthetic, "quick,sasrec"), (synthetic, "runlocal,bert4rec"),
     (synthetic, "heterrec,causal,meanpool,k3,noid"), (ml100k, "fusion_sasrec,concatfusion,mask"),
     (ml1m, "heterrec,l"), (seqtext, "runlocal,sasrec"), (synthetic, "quick,m"),
-    (synthetic, "runlocal,s"), (ml100k, "sasrec,postln")])
+    (synthetic, "runlocal,s"), (synthetic, "quick,postln"), (ml100k, "runlocal,heterrec")])
 def test_configs_load_and_check(module, arg):
   config = module.get_config(arg)
   train.check_config(config)
@@ -22,7 +22,10 @@ def test_configs_load_and_check(module, arg):
     assert config.loss.objective == "cloze"
   if "k3" in opts:
     assert config.loss.k == 3
-  assert config.model.norm == ("post" if "postln" in opts else "pre")
+  if "postln" in opts:
+    assert config.model.norm == "post"
+  if module is synthetic:  # ml100k defaults to RecBole's post-LN block
+    assert config.model.norm == ("post" if "postln" in opts else "pre")
   for size, (d, heads, token_layers, item_layers) in options.SIZES.items():
     if size in opts:  # a ladder size wins over the width that quick / runlocal set
       assert (config.model.d_model, config.model.heads, config.model.token_layers,

@@ -79,3 +79,21 @@ def test_catalogue_mismatch_on_restore(tmp_path):
   bigger.data.source.num_items = 250  # a different catalogue, same workdir
   with pytest.raises(ValueError, match=r"does not fit this model.*catalogue"):
     train.train_and_evaluate(bigger, str(tmp_path))
+
+
+def test_ml100k_config_runs_on_the_real_data(tmp_path):
+  from configs.heterrec import ml100k  # pylint: disable=g-import-not-at-top
+  config = ml100k.get_config("runlocal,sasrec")
+  path = config.data.source.path
+  if not os.path.isabs(path):
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), path)
+  if not os.path.exists(os.path.join(path, "ml-100k.inter")):
+    pytest.skip(f"ML-100K (RecBole atomic) not found at {os.path.normpath(path)}; the shared "
+                "data folder is absent on this machine.")
+  config.data.source.path = path
+  config.train.progress_bar = False
+  # The file config's own recipe (post-LN, strided windows), shrunk to a smoke run.
+  assert config.model.norm == "post" and 1 <= config.input.stride <= config.model.max_len
+  out = train.train_and_evaluate(config, str(tmp_path))
+  assert out["test"]["num_users"] > 0 and np.isfinite(out["test"]["ndcg@10"])
