@@ -68,9 +68,8 @@ def make_loss_fn(model: nn.Module, config: Mapping[str, Any] | None = None) -> C
     holds ``item_ids [B, L]`` and, optionally, ``target_mask [B, L]`` bool: the items that count
     as targets (strided training windows; every real item when absent). ``log_q [N + 1]`` is the
     popularity sampler's log probability per item (``losses.popularity_log_q``; required by that
-    sampler, ignored otherwise). ``aux`` has
-    ``loss_sum`` and ``loss_weight`` (their ratio is the loss; sum both across devices for an
-    exact global mean) and ``num_targets`` (next-item or masked-item targets, for throughput).
+    sampler, ignored otherwise). ``aux`` has ``loss_sum`` and ``loss_weight`` (their ratio is the
+    loss; sum both across devices for an exact global mean) and ``num_targets`` (next-item or masked-item targets, for throughput).
 
   Raises:
     ValueError: a bad key or value, or the cloze objective on a model without a mask token.

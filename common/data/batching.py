@@ -73,6 +73,18 @@ def left_padded(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: 
   return np.where(ok, items[np.clip(idx, 0, max(len(items) - 1, 0))], 0).astype(np.int32)
 
 
+def _window_batch(dataset: RecDataset, users: np.ndarray, end: np.ndarray,
+                  max_len: int) -> dict:
+  """The window of ``max_len + 1`` items ending (exclusive) at ``end`` of each user's sequence,
+  as left-padded inputs and shifted targets (the sequential iterators' batch layout)."""
+  start = dataset.offsets[users]
+  window = left_padded(dataset.items, start, start + end, max_len + 1)
+  inputs = window[:, :-1]
+  mask = inputs > 0
+  return {"input_ids": inputs, "target_ids": np.where(mask, window[:, 1:], 0).astype(np.int32),
+          "mask": mask, "user_ids": users.astype(np.int32)}
+
+
 class _Stream:
   """The shuffled example stream shared by the training iterators."""
 
@@ -201,12 +213,7 @@ class SequenceBatches(_Stream):
     if self.random_window:
       lo = np.minimum(n, full)
       end = lo + np.floor(u * (n - lo + 1)).astype(np.int64)
-    start = self._dataset.offsets[users]
-    window = left_padded(self._dataset.items, start, start + end, full)
-    inputs = window[:, :-1]
-    mask = inputs > 0
-    return {"input_ids": inputs, "target_ids": np.where(mask, window[:, 1:], 0).astype(np.int32),
-            "mask": mask, "user_ids": users.astype(np.int32)}
+    return _window_batch(self._dataset, users, end, self.max_len)
 
 
 class StridedWindowBatches(_Stream):
@@ -254,16 +261,12 @@ class StridedWindowBatches(_Stream):
     ex, _ = self._next_rows()
     users = self.example_users[ex]
     end = self.example_ends[ex]
-    start = self._dataset.offsets[users]
-    full = self.max_len + 1
-    window = left_padded(self._dataset.items, start, start + end, full)
-    inputs = window[:, :-1]
-    mask = inputs > 0
+    batch = _window_batch(self._dataset, users, end, self.max_len)
     # Column c of target_ids holds sequence position end - L + c.
     target_pos = end[:, None] - self.max_len + np.arange(self.max_len)[None, :]
     counted = self.example_earliest[ex][:, None] | (target_pos >= (end - self.stride)[:, None])
-    return {"input_ids": inputs, "target_ids": np.where(mask, window[:, 1:], 0).astype(np.int32),
-            "mask": mask, "target_mask": mask & counted, "user_ids": users.astype(np.int32)}
+    batch["target_mask"] = batch["mask"] & counted
+    return batch
 
 
 class TwoTowerBatches(_Stream):
