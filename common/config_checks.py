@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import json
 import os
 from typing import Any, Iterable, Optional
 
@@ -33,6 +34,61 @@ def flatten(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, An
     else:
       out[path] = v
   return out
+
+
+# Keys a resumed run may change (a name ending in "." covers a section): the budget, how often it
+# logs and checkpoints, the progress bar and the fault-injection switches do not make it another
+# experiment (the validation interval does: early stopping counts evaluations).
+RESUMABLE_KEYS = ("train.num_steps", "train.checkpoint_every", "train.log_every",
+                  "train.progress_bar", "debug.")
+
+
+def _json_leaves(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """``flatten`` after a JSON round trip, so a config compares equal to its saved ``config.json``."""
+  return flatten(ml_collections.ConfigDict(json.loads(
+      json.dumps(config.to_dict(), sort_keys=True, default=str))))
+
+
+def save_run_config(config: ml_collections.ConfigDict, workdir: str, write: bool = True,
+                    may_change: Iterable[str] = RESUMABLE_KEYS) -> None:
+  """Saves ``config`` as ``workdir/config.json`` (+ ``config.py.txt``), refusing a changed resume.
+
+  A workdir that already holds a ``config.json`` and a checkpoint belongs to a run made with that
+  config; resuming it with different settings would silently mix two experiments in one
+  checkpoint and one metrics log. Only the keys in ``may_change`` may differ. (Without a
+  checkpoint nothing was trained yet, e.g. the config failed its checks, so it is overwritten.)
+  Nothing is written before the check passes.
+
+  Raises:
+    ConfigError: naming the first key whose value differs, with both values.
+  """
+  from common import metric_writers  # pylint: disable=g-import-not-at-top  (it imports jax)
+  path = os.path.join(workdir, "config.json")
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  trained = os.path.isdir(ckpt_dir) and bool(os.listdir(ckpt_dir))
+  if trained and os.path.exists(path):
+    with open(path) as f:
+      try:
+        saved = flatten(ml_collections.ConfigDict(json.load(f)))
+      except json.JSONDecodeError as e:
+        raise ConfigError("config.json", f"{path} is not valid JSON ({e})",
+                          "delete it, or use a new workdir") from e
+    new = _json_leaves(config)
+    allowed = tuple(may_change)
+    changed = sorted(k for k in set(saved) | set(new)
+                     if not any(k == a or (a.endswith(".") and k.startswith(a)) for a in allowed)
+                     and saved.get(k, "<absent>") != new.get(k, "<absent>"))
+    if changed:
+      k = changed[0]
+      others = f" (and {len(changed) - 1} more: {', '.join(changed[1:4])})" if len(changed) > 1 else ""
+      raise ConfigError(
+          k, f"the run in {workdir} was made with {saved.get(k, '<absent>')!r}, this config has "
+          f"{new.get(k, '<absent>')!r}{others}",
+          "resume with the run's own settings, or start the new experiment in a new workdir")
+  if write:
+    metric_writers.atomic_write_text(path, json.dumps(config.to_dict(), indent=2, sort_keys=True,
+                                                      default=str))
+    metric_writers.atomic_write_text(os.path.join(workdir, "config.py.txt"), str(config))
 
 
 def _suggest(key: str, known: Iterable[str]) -> str:

@@ -4,8 +4,9 @@ r"""Runs several models x seeds of one experiment config and tabulates mean and 
         --models=sasrec,fusion_sasrec,heterrec --seeds=0,1,2 --workdir=workdirs/suite_small \
         [--set=train.num_steps=2000 --set=model.dropout=0.2]
 
-Each run is an ordinary ``train_and_evaluate`` in ``<workdir>/<model>_seed<k>`` (so a rerun skips
-finished runs and resumes interrupted ones). The table (test metrics at the best validation
+Each run is an ordinary ``train_and_evaluate`` in ``<workdir>/<model>_seed<k>``, with its
+``config.json`` (so a rerun skips finished runs and resumes interrupted or preempted ones, and
+refuses to resume one with a changed config). The table (test metrics at the best validation
 step, plus the popularity baseline) is printed and written to ``<workdir>/suite.md`` and
 ``suite.json``, with the date, the machine and the exact command.
 """
@@ -62,6 +63,14 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   os.makedirs(_WORKDIR.value, exist_ok=True)
+  try:
+    _run_all()
+  except config_checks.ConfigError as e:
+    sys.stderr.write(f"Error: {e}\n")
+    sys.exit(2)
+
+
+def _run_all():
   rows, per_run, popularity_row = [], {}, None
   for variant in _MODELS.value:
     scores = {m: [] for m in _METRICS.value}
@@ -70,12 +79,20 @@ def main(argv):
       config = _config_for(variant, seed)
       run_dir = os.path.join(_WORKDIR.value, f"{variant}_seed{seed}")
       done = os.path.join(run_dir, "results.json")
+      res = None
       if os.path.exists(done):
         with open(done) as f:
           res = json.load(f)
-      else:
+      if res is None or "test" not in res:  # not run yet, or stopped before its test (preempted)
+        os.makedirs(run_dir, exist_ok=True)
+        config_checks.save_run_config(config, run_dir)
         out = methods.get_trainer(config.method)(config, run_dir)
         res = {k: v for k, v in out.items() if k != "state"}
+        if "test" not in res:
+          print(f"{run_dir} stopped at step {res.get('step')} ({res.get('stop_reason')}) before "
+                f"its test evaluation; rerun the same command to resume it. No table written.",
+                flush=True)
+          return
         metric_writers.atomic_write_text(done, json.dumps(res, indent=2, sort_keys=True))
       per_run[f"{variant}_seed{seed}"] = res
       for m in _METRICS.value:

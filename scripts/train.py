@@ -5,14 +5,16 @@ r"""Config-driven training for every method.
 
 The config is locked: an override of a key that does not exist, or of the wrong type, stops with
 a message naming the key and the fix. The resolved config is saved to ``DIR/config.json`` (and
-``config.py.txt``) before training; rerunning with the same ``--workdir`` resumes.
+``config.py.txt``) before training; rerunning with the same ``--workdir`` resumes, and a resume
+whose config differs from the saved one stops with the key (only the budget, the log and
+checkpoint intervals, the progress bar and ``debug.*`` may change:
+``config_checks.RESUMABLE_KEYS``).
 
 Multi-host: start the same command on every host, with ``--coordinator_address``,
 ``--num_processes`` and ``--process_id`` (or the ``JAX_*`` environment variables, or
 ``--distributed_auto`` on TPU pods / SLURM); see the README, "At scale".
 """
 
-import json
 import os
 import sys
 
@@ -26,7 +28,6 @@ from ml_collections import config_flags
 
 from common import config_checks
 from common import distributed
-from common import metric_writers
 from common import methods
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -50,14 +51,6 @@ def parse_flags(argv):
     sys.exit(2)
 
 
-def save_config(config, workdir: str) -> None:
-  if distributed.is_main_process():
-    metric_writers.atomic_write_text(os.path.join(workdir, "config.json"),
-                                     json.dumps(config.to_dict(), indent=2, sort_keys=True,
-                                                default=str))
-    metric_writers.atomic_write_text(os.path.join(workdir, "config.py.txt"), str(config))
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -70,7 +63,7 @@ def main(argv):
   os.makedirs(workdir, exist_ok=True)
   try:
     trainer = methods.get_trainer(config.method)
-    save_config(config, workdir)
+    config_checks.save_run_config(config, workdir, write=distributed.is_main_process())
     trainer(config, workdir)
   except config_checks.ConfigError as e:
     logging.error("%s", e)

@@ -51,3 +51,14 @@ def test_too_many_devices_and_unknown_method():
   from common import methods  # pylint: disable=g-import-not-at-top
   with pytest.raises(config_checks.ConfigError, match="'method'.*known"):
     methods.get_trainer("resnet")
+
+
+def test_resume_with_a_changed_config_is_refused(tmp_path):
+  helpers.run_train(tmp_path, "--config.train.num_steps=4", "--config.train.checkpoint_every=4",
+                    "--config.model.hidden=(8,)", devices=1)
+  err = _stderr(tmp_path, "--config.train.num_steps=8", "--config.model.hidden=(16,)")
+  assert "'model.hidden'" in err and "[8]" in err and "new workdir" in err
+  # A longer budget with the same settings resumes.
+  proc = helpers.run_train(tmp_path, "--config.train.num_steps=8", "--config.model.hidden=(8,)",
+                           devices=1)
+  assert "Resumed from checkpoint step 4" in proc.stdout
