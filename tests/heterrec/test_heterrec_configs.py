@@ -42,3 +42,12 @@ def test_bad_stride_names_the_key():
   config.input.stride = config.model.max_len + 1
   with pytest.raises(Exception, match=r"input\.stride"):
     train.check_config(config)
+
+
+def test_ml100k_dropout_per_model():
+  # RecBole's SASRec defaults for the single-level models; HeterRec's own, measured value.
+  for name in ("sasrec", "fusion_sasrec"):
+    c = ml100k.get_config(name)
+    assert (c.model.dropout, c.model.attention_dropout) == (0.5, 0.5)
+  c = ml100k.get_config("heterrec")
+  assert (c.model.dropout, c.model.attention_dropout) == (0.2, 0.2)
