@@ -184,14 +184,26 @@ def sample_negatives(rng: Array, num_negatives: int, log_q: Array) -> Array:
   return jax.random.categorical(rng, log_q, shape=(num_negatives,)).astype(jnp.int32)
 
 
-def mask_items(rng: Array, item_ids: Array, mask_prob: float, mask_id: int) -> tuple[Array, Array]:
+def mask_items(rng: Array, item_ids: Array, mask_prob: float, mask_id: int,
+               mask_last_prob: float = 0.0) -> tuple[Array, Array]:
   """BERT4Rec masking: each real item is replaced by ``mask_id`` with probability ``mask_prob``.
+
+  With ``mask_last_prob > 0``, each row is instead, with that probability, a next-item sample:
+  only its last real item is masked (BERT4Rec's paper, section 3.6; RecBole's ``ft_ratio``). That
+  is exactly the inference input, the mask after the history, with nothing to its right.
 
   Returns:
     ``(inputs, labels)``, both ``[B, L]``; ``labels`` holds the original id at masked positions
     and 0 elsewhere.
   """
-  hidden = jax.random.bernoulli(rng, mask_prob, item_ids.shape) & (item_ids != 0)
+  rng_items, rng_rows = jax.random.split(rng) if mask_last_prob > 0 else (rng, None)
+  real = item_ids != 0
+  hidden = jax.random.bernoulli(rng_items, mask_prob, item_ids.shape) & real
+  if mask_last_prob > 0:
+    pos = jnp.arange(item_ids.shape[1])
+    last = jnp.max(jnp.where(real, pos, -1), axis=1, keepdims=True)
+    only_last = jax.random.bernoulli(rng_rows, mask_last_prob, (item_ids.shape[0], 1))
+    hidden = jnp.where(only_last, pos[None] == last, hidden)
   return jnp.where(hidden, mask_id, item_ids), jnp.where(hidden, item_ids, 0)
 
 

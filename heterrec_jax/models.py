@@ -360,10 +360,16 @@ def user_embeddings(model: nn.Module, variables: Mapping[str, Any], batch: Mappi
                     features: Mapping[str, Array]) -> Array:
   """The vector that scores the next item for each history in ``batch``, ``[B, d_model]``.
 
-  For BERT4Rec the mask token is appended first and its output is the user vector.
+  For BERT4Rec the mask token is appended first and its output is the user vector. A history
+  shorter than the model's length (evaluation's ``L`` against training windows of ``L + 1``) gets
+  one padding column on the right first, so the mask lands where training windows hold their
+  most recent item (position ``L``), after all ``L`` history items; without it the mask sat at
+  position ``L - 1``, which training almost always shows with an item to its right.
   """
   ids = jnp.asarray(batch["item_ids"], jnp.int32)
   if model.mask_token_id is not None:
+    if ids.shape[1] < model.max_len:
+      ids = jnp.concatenate([ids, jnp.zeros_like(ids[:, :1])], axis=1)
     ids = append_mask_token(ids, model.mask_token_id)
   hidden = model.apply(variables, {"item_ids": ids}, features, train=False)
   return last_valid_state(hidden, ids)

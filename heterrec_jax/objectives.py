@@ -34,6 +34,7 @@ def default_loss_config() -> ml_collections.ConfigDict:
   c.sampler = "uniform"  # uniform | popularity (popularity needs log_q passed to loss_fn)
   c.logq_correction = True
   c.mask_prob = 0.2  # cloze masking probability
+  c.mask_last_prob = 0.0  # cloze: share of rows that mask only their last item (next-item rows)
   return c
 
 
@@ -51,6 +52,9 @@ def _config_with_defaults(config: Mapping[str, Any] | None) -> ml_collections.Co
     raise ValueError(f"Unknown loss.sampler {merged.sampler!r}; use one of {SAMPLERS}.")
   if merged.normalize not in losses.NORMALIZATIONS:
     raise ValueError(f"Unknown loss.normalize {merged.normalize!r}.")
+  for key in ("mask_prob", "mask_last_prob"):
+    if not 0.0 <= merged[key] <= 1.0:
+      raise ValueError(f"loss.{key} must be in [0, 1], got {merged[key]}.")
   if merged.k < 1:
     raise ValueError(f"loss.k must be >= 1, got {merged.k}.")
   return merged
@@ -92,7 +96,8 @@ def make_loss_fn(model: nn.Module, config: Mapping[str, Any] | None = None) -> C
     ids = jnp.asarray(batch["item_ids"], jnp.int32)
     counts = batch.get("target_mask")  # [B, L] bool: which items of the window are targets
     if c.objective == "cloze":
-      inputs, targets = losses.mask_items(rng_mask, ids, c.mask_prob, model.mask_token_id)
+      inputs, targets = losses.mask_items(rng_mask, ids, c.mask_prob, model.mask_token_id,
+                                          c.mask_last_prob)
       valid = targets != 0
       if counts is not None:
         valid &= counts

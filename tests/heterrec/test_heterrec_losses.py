@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from heterrec_jax import losses
+from heterrec_jax import objectives
 from tests.heterrec import heterrec_testlib as lib
 
 B, L, D, N = 3, 6, 8, 12
@@ -148,6 +149,30 @@ def test_cloze_loss_and_masking():
   sampled = lib.jit(losses.sampled_masked_item_loss)(hidden, labels, emb[labels],
                                             np.arange(N + 1, dtype=np.int32), emb)
   np.testing.assert_allclose(float(sampled), float(got), rtol=1e-5)
+
+
+def test_cloze_next_item_rows_mask_only_the_last_item():
+  _, _, ids = _inputs(3)
+  ids = ids.copy()
+  ids[0, -1] = 0  # a row that does not end at the last column
+  mask = lib.jit(losses.mask_items, static_argnums=(2, 3, 4))
+  inputs, labels = (np.asarray(a) for a in mask(jax.random.key(1), ids, 0.5, N + 1, 1.0))
+  expected = np.zeros_like(ids, bool)
+  for b, row in enumerate(ids):
+    if row.any():
+      expected[b, np.nonzero(row)[0].max()] = True
+  np.testing.assert_array_equal(labels != 0, expected)
+  np.testing.assert_array_equal(inputs, np.where(expected, N + 1, ids))
+  # A share of rows: each row is either all-random or last-only; both kinds occur.
+  big = np.tile(ids, (40, 1))
+  _, labels = (np.asarray(a) for a in mask(jax.random.key(2), big, 0.5, N + 1, 0.5))
+  last_only = np.array([np.array_equal(l != 0, e) for l, e in zip(labels, np.tile(expected, (40, 1)))])
+  assert 0.3 < last_only.mean() < 0.8
+  # Off by default: the masks are the plain BERT4Rec ones, bit for bit.
+  np.testing.assert_array_equal(np.asarray(mask(jax.random.key(1), ids, 0.5, N + 1, 0.0)[1]),
+                                np.asarray(losses.mask_items(jax.random.key(1), ids, 0.5, N + 1)[1]))
+  with pytest.raises(ValueError, match="mask_last_prob"):
+    objectives._config_with_defaults({"mask_last_prob": 1.5})
 
 
 def test_no_valid_target_gives_zero_not_nan():

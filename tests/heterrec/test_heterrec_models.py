@@ -137,6 +137,21 @@ def test_bert4rec_inference_inputs_and_last_state():
   np.testing.assert_array_equal(last, [3, 6, 8, 15])
 
 
+def test_bert4rec_user_vector_sits_where_training_puts_the_latest_item():
+  # Training windows are L + 1 items (the model's max_len); histories are L. The mask must go
+  # after all L history items, at position L, not replace the oldest one at position L - 1.
+  length = lib.MAX_LEN
+  model = models.get_model(lib.tiny_model_config(name="bert4rec", max_len=length + 1),
+                           num_items=lib.NUM_ITEMS)
+  history = np.array([[3, 4, 5, 6, 7, 8], [0, 0, 0, 9, 10, 11]], np.int32)
+  assert history.shape[1] == length
+  params = model.init(jax.random.key(0), {"item_ids": history}, {})
+  got = models.user_embeddings(model, params, {"item_ids": history}, {})
+  mask = np.full((2, 1), model.mask_token_id, np.int32)
+  expected = model.apply(params, {"item_ids": np.concatenate([history, mask], 1)}, {})[:, -1]
+  np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-5, atol=1e-6)
+
+
 def test_token_masks_follow_their_definitions():
   valid = np.array([[False, True, True]])
   k = 2
