@@ -218,3 +218,63 @@ def _sample_sequences(rng, o, lengths, cat, tag, level, popularity, transition, 
       prev_tag[:k] = tag[pick]
       out[starts[users[:k]] + t] = pick
   return out
+
+
+def oracle_metrics(cfg: dict, split: str = "test", ks: tuple[int, ...] = (5, 10, 20),
+                   know_user: bool = True) -> dict:
+  """The ceiling of the generated data: HR/NDCG/MRR@K of ranking by the generator's own law.
+
+  Regenerates the data of ``cfg`` (same seed, so the same events) and, for each user's
+  leave-one-out target (``test``: the last event; ``valid``: the one before), scores every item by
+  its true probability of being drawn next given the previous item (its category and primary
+  tag), the user's hidden favourite tag and price level, and the items already drawn:
+  ``transition[c_prev, c_j] * w_j / sum(w of unseen items in c_j)``. Ranking and history masking
+  follow ``heterrec_jax.metrics`` (strict ranks among unseen items; 0 = top). No model can beat
+  this in expectation; what is left above a model's score is what it has not learned. (The rare
+  repeat of a user who has drawn a whole category is not modelled: such targets count as seen.)
+  With ``know_user=False`` the oracle does not know the user's hidden tag and price level (a
+  first-order ceiling: the previous item and the seen items only).
+
+  Returns:
+    ``{"hr@K": ..., "ndcg@K": ..., "mrr@K": ..., "num_users": ...}`` as floats.
+  """
+  if split not in ("valid", "test"):
+    raise ValueError(f"split must be 'valid' or 'test', got {split!r}.")
+  o = options(cfg)
+  raw, truth = generate(cfg)
+  users = np.asarray(raw.interactions.users)
+  items = np.asarray(raw.interactions.items)
+  cat, tag, level = truth["item_category"], truth["item_tag"], truth["item_level"]
+  n_items, n_cat = len(cat) - 1, truth["transition"].shape[0]
+  base = np.zeros(n_items + 1)
+  base[1:] = truth["popularity"][1:]
+  ids = np.arange(1, n_items + 1)
+  starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+  ends = np.r_[starts[1:], len(users)]
+  offset = 1 if split == "test" else 2
+  ranks = []
+  for s, e in zip(starts, ends):
+    t = e - offset  # the target's index
+    if t - s < 1:
+      continue  # no previous item
+    u = users[s]
+    prev, target, seen = items[t - 1], items[t], items[s:t]
+    w = base[1:] * np.exp(float(o["tag_continuation"]) * (tag[1:] == tag[prev]))
+    if know_user:
+      w = w * np.exp(-float(o["price_affinity"]) * np.abs(level[1:] - truth["user_level"][u]))
+      w = w * np.exp(float(o["tag_affinity"]) * (tag[1:] == truth["user_tag"][u]))
+    w[seen - 1] = 0.0
+    per_cat = np.bincount(cat[1:], weights=w, minlength=n_cat)
+    p = truth["transition"][cat[prev], cat[1:]] * w / np.maximum(per_cat[cat[1:]], 1e-300)
+    eligible = np.ones(n_items, bool)
+    eligible[seen - 1] = False
+    eligible[target - 1] = True
+    ranks.append(int(np.sum(eligible & (p > p[target - 1]) & (ids != target))))
+  ranks = np.asarray(ranks)
+  out = {"num_users": float(len(ranks))}
+  for k in ks:
+    hit = ranks < k
+    out[f"hr@{k}"] = float(hit.mean())
+    out[f"ndcg@{k}"] = float(np.mean(hit / np.log2(ranks + 2)))
+    out[f"mrr@{k}"] = float(np.mean(hit / (ranks + 1)))
+  return out

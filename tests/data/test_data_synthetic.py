@@ -104,3 +104,32 @@ def test_a_million_events_in_seconds():
   raw, _ = synthetic.generate({"num_users": 25000})
   assert len(raw.interactions) > 900_000
   assert time.time() - start < 30
+
+
+def _popularity_ndcg10(raw):
+  """NDCG@10 of ranking unseen items by their count before each user's last event."""
+  inter = raw.interactions
+  last = np.r_[inter.users[1:] != inter.users[:-1], True]
+  counts = np.bincount(inter.items[~last], minlength=inter.items.max() + 1).astype(float)
+  counts[0] = -1
+  scores, start = [], 0
+  for end in np.flatnonzero(last):
+    c = counts.copy()
+    c[inter.items[start:end]] = -1  # history masked, as in evaluation
+    rank = int(np.sum(c > c[inter.items[end]]))
+    scores.append((rank < 10) / np.log2(rank + 2))
+    start = end + 1
+  return float(np.mean(scores))
+
+
+def test_oracle_ceiling_is_ordered_and_above_popularity():
+  full = synthetic.oracle_metrics(SMALL, "test")
+  first_order = synthetic.oracle_metrics(SMALL, "test", know_user=False)
+  popularity = _popularity_ndcg10(synthetic.generate(SMALL)[0])
+  assert full["num_users"] == SMALL["num_users"]
+  # Knowing more of the generator's law ranks better; popularity knows least.
+  assert full["ndcg@10"] > first_order["ndcg@10"] > popularity + 0.05, (full, first_order,
+                                                                       popularity)
+  assert 0 < full["mrr@10"] <= full["ndcg@10"] <= full["hr@10"] <= full["hr@20"] <= 1
+  with pytest.raises(ValueError, match="split"):
+    synthetic.oracle_metrics(SMALL, "train")
