@@ -246,9 +246,6 @@ def oracle_metrics(cfg: dict, split: str = "test", ks: tuple[int, ...] = (5, 10,
   items = np.asarray(raw.interactions.items)
   cat, tag, level = truth["item_category"], truth["item_tag"], truth["item_level"]
   n_items, n_cat = len(cat) - 1, truth["transition"].shape[0]
-  base = np.zeros(n_items + 1)
-  base[1:] = truth["popularity"][1:]
-  ids = np.arange(1, n_items + 1)
   starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
   ends = np.r_[starts[1:], len(users)]
   offset = 1 if split == "test" else 2
@@ -259,7 +256,7 @@ def oracle_metrics(cfg: dict, split: str = "test", ks: tuple[int, ...] = (5, 10,
       continue  # no previous item
     u = users[s]
     prev, target, seen = items[t - 1], items[t], items[s:t]
-    w = base[1:] * np.exp(float(o["tag_continuation"]) * (tag[1:] == tag[prev]))
+    w = truth["popularity"][1:] * np.exp(float(o["tag_continuation"]) * (tag[1:] == tag[prev]))
     if know_user:
       w = w * np.exp(-float(o["price_affinity"]) * np.abs(level[1:] - truth["user_level"][u]))
       w = w * np.exp(float(o["tag_affinity"]) * (tag[1:] == truth["user_tag"][u]))
@@ -269,7 +266,7 @@ def oracle_metrics(cfg: dict, split: str = "test", ks: tuple[int, ...] = (5, 10,
     eligible = np.ones(n_items, bool)
     eligible[seen - 1] = False
     eligible[target - 1] = True
-    ranks.append(int(np.sum(eligible & (p > p[target - 1]) & (ids != target))))
+    ranks.append(int(np.sum(eligible & (p > p[target - 1]))))
   ranks = np.asarray(ranks)
   out = {"num_users": float(len(ranks))}
   for k in ks:
