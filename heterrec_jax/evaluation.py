@@ -18,7 +18,7 @@ item and, with history masking, the user's seen items other than the target are 
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import jax
 from jax import lax
@@ -99,7 +99,8 @@ def make_rank_fn(model, dp: parallel.DataParallel, *, mask_history: bool = True,
 
 
 def evaluate(rank_fn, dp: parallel.DataParallel, params, features, batches,
-             ks: Sequence[int] = metrics_lib.DEFAULT_KS, max_batches: int = 0) -> dict[str, float]:
+             ks: Sequence[int] = metrics_lib.DEFAULT_KS, max_batches: int = 0,
+             ranks_out: Optional[list] = None) -> dict[str, float]:
   """Mean HR/NDCG/MRR@K over ``batches`` (an ``EvalBatches``), ranking the full catalogue.
 
   Args:
@@ -110,6 +111,9 @@ def evaluate(rank_fn, dp: parallel.DataParallel, params, features, batches,
     batches: iterable of process-local eval batches (``common.data.EvalBatches``).
     ks: cut-offs.
     max_batches: stop after this many batches (0 = all).
+    ranks_out: if a list, each batch's 0-based ranks of the target, valid rows only, global batch
+      order, are appended to it (``np.concatenate`` gives one rank per evaluated row, in the order
+      of ``batches.users``): the per-user input of a paired significance test.
 
   Returns:
     ``{"hr@10": ..., "ndcg@10": ..., "mrr@10": ..., ..., "num_users": n}``.
@@ -128,6 +132,8 @@ def evaluate(rank_fn, dp: parallel.DataParallel, params, features, batches,
     # Every process holds the global batch's ranks; the validity flags come from the same rows.
     valid_global = _global_valid(valid)
     per_user = metrics_lib.metrics_from_ranks(ranks, valid_global, ks)
+    if ranks_out is not None:
+      ranks_out.append(np.asarray(ranks)[np.asarray(valid_global, bool)])
     for name, value in per_user.items():
       if name != "valid":
         sums[name] = sums.get(name, 0.0) + float(np.sum(np.asarray(value)))

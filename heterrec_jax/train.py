@@ -59,7 +59,11 @@ def get_default_config() -> ml_collections.ConfigDict:
   # every s items, each target counted once per epoch (common.data.StridedWindowBatches).
   c.input = ml_collections.ConfigDict(dict(random_window=False, stride=0))
   c.eval = ml_collections.ConfigDict(dict(
-      batch_size=256, mask_history=True, max_batches=0, chunk_size=0, popularity_baseline=True))
+      batch_size=256, mask_history=True, max_batches=0, chunk_size=0, popularity_baseline=True,
+      # Write <workdir>/ranks_test.npz (and ranks_valid.npz) at the end: each evaluated user's
+      # id, held-out item and 0-based rank at the final (best) state, for paired per-user tests
+      # (scripts/paired_test.py).
+      save_ranks=True))
   c.train.eval_every = 500
   c.train.early_stop_patience = 0
   return c
@@ -201,6 +205,8 @@ def make_task(config, ds) -> tuple[train_loop.Task, dict]:
                      np.float32)
   consts = {"features": features, "log_q": log_q}
   eval_cache: dict = {}
+  last_ranks: dict = {}
+  train_counts = np.asarray(ds.item_counts("train"))
 
   def evaluate(dstate, dp, split):
     if dp not in eval_cache:
@@ -210,8 +216,16 @@ def make_task(config, ds) -> tuple[train_loop.Task, dict]:
     rank_fn, dfeatures = eval_cache[dp]
     batches = data_lib.EvalBatches(ds, split=split, max_len=config.model.max_len,
                                    global_batch_size=config.eval.batch_size)
-    return evaluation.evaluate(rank_fn, dp, dstate.params, dfeatures, batches,
-                               max_batches=config.eval.max_batches)
+    ranks: list = []
+    out = evaluation.evaluate(rank_fn, dp, dstate.params, dfeatures, batches,
+                              max_batches=config.eval.max_batches, ranks_out=ranks)
+    ranks = np.concatenate(ranks) if ranks else np.zeros((0,), np.int32)
+    n = len(ranks)  # fewer than batches.users with eval.max_batches
+    targets = ds.items[ds.offsets[batches.users[:n]] + batches.positions[:n]]
+    last_ranks[split] = dict(users=batches.users[:n].astype(np.int32),
+                             targets=np.asarray(targets, np.int32), ranks=ranks.astype(np.int32),
+                             target_train_count=train_counts[targets].astype(np.int32))
+    return out
 
   task = train_loop.Task(
       init_state=lambda rng: init(config, ds, rng)[0],
@@ -220,7 +234,23 @@ def make_task(config, ds) -> tuple[train_loop.Task, dict]:
       evaluate=evaluate,
       best_metric="ndcg@10",
       consts=consts)
-  return task, {"model": model, "features": features}
+  return task, {"model": model, "features": features, "last_ranks": last_ranks}
+
+
+def save_ranks(workdir: str, last_ranks: dict) -> None:
+  """Writes each split's per-user ranks to ``<workdir>/ranks_<split>.npz``, atomically."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  for split, arrays in last_ranks.items():
+    path = os.path.join(workdir, f"ranks_{split}.npz")
+    fd, tmp = tempfile.mkstemp(dir=workdir, prefix=f".ranks_{split}.", suffix=".npz")
+    try:
+      with os.fdopen(fd, "wb") as f:
+        np.savez(f, **arrays)
+      os.replace(tmp, path)
+    except BaseException:
+      if os.path.exists(tmp):
+        os.unlink(tmp)
+      raise
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -229,8 +259,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   ds = load_data(config)
   if jax.process_index() == 0:
     print(data_lib.format_summary(data_lib.summarize(ds)), flush=True)
-  task, _ = make_task(config, ds)
+  task, extras = make_task(config, ds)
   results = train_loop.run(config, workdir, task)
+  if config.eval.save_ranks and jax.process_index() == 0 and "test" in results:
+    save_ranks(workdir, extras["last_ranks"])
   if config.eval.popularity_baseline:
     results["popularity_test"] = popularity_metrics(ds, "test",
                                                     mask_history=config.eval.mask_history)

@@ -39,6 +39,13 @@ def test_short_run_lifts_ndcg_far_above_popularity(tmp_path):
   assert test > 1.2 * pop, (test, pop)
   assert os.path.exists(tmp_path / "learning_curves.png")
   assert os.path.exists(tmp_path / "results.json")
+  # The per-user ranks saved for paired tests reproduce the reported test metrics.
+  saved = np.load(tmp_path / "ranks_test.npz")
+  assert len(saved["ranks"]) == out["test"]["num_users"]
+  ranks = saved["ranks"].astype(np.float64)
+  ndcg = np.where(ranks < 10, 1.0 / np.log2(ranks + 2.0), 0.0)
+  np.testing.assert_allclose(ndcg.mean(), test, rtol=1e-5)
+  assert (saved["targets"] > 0).all() and (saved["target_train_count"] >= 0).all()
 
 
 def test_strided_windows_mark_their_counted_targets(tiny_data):
