@@ -133,7 +133,8 @@ def format_markdown(res: dict, labels: tuple[str, str]) -> str:
           f"| wins / ties / losses |\n|---|---|---|---|---|---|---|\n")
 
   def row(name, s):
-    return (f"| {name} | {s['n']} | {s['mean_a']:.4f} | {s['mean_b']:.4f} | {s['diff']:+.4f} | "
+    return (f"| {name} | {s['n']} | {s['mean_a']:.4f} | {s['mean_b']:.4f} | "
+            f"{s['diff']:+.4f} ± {s['se']:.4f} | "
             f"[{s['ci95'][0]:+.4f}, {s['ci95'][1]:+.4f}] | {s['p_sign_flip']:.3f} | "
             f"{s['wins']} / {s['ties']} / {s['losses']} |\n")
 
