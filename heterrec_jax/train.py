@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import os
+import tempfile
 from typing import Any, Optional
 
 from absl import logging
@@ -239,7 +240,6 @@ def make_task(config, ds) -> tuple[train_loop.Task, dict]:
 
 def save_ranks(workdir: str, last_ranks: dict) -> None:
   """Writes each split's per-user ranks to ``<workdir>/ranks_<split>.npz``, atomically."""
-  import tempfile  # pylint: disable=g-import-not-at-top
   for split, arrays in last_ranks.items():
     path = os.path.join(workdir, f"ranks_{split}.npz")
     fd, tmp = tempfile.mkstemp(dir=workdir, prefix=f".ranks_{split}.", suffix=".npz")
