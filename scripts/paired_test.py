@@ -36,7 +36,8 @@ _A = flags.DEFINE_list("a", None, "Run workdirs (or ranks_*.npz files) of model 
 _B = flags.DEFINE_list("b", None, "Run workdirs (or ranks_*.npz files) of model B.")
 _LABELS = flags.DEFINE_list("labels", ["A", "B"], "Names of A and B in the output.")
 _SPLIT = flags.DEFINE_enum("split", "test", ["test", "valid"], "Which saved ranks.")
-_METRIC = flags.DEFINE_string("metric", "ndcg@10", "ndcg@K, hr@K or mrr@K.")
+_METRIC = flags.DEFINE_string("metric", "ndcg@10", "ndcg@K, hr@K or mrr@K; K = all: no cut-off "
+                              "(every user counts, a more sensitive but less standard measure).")
 _BANDS = flags.DEFINE_integer("bands", 3, "Popularity bands of the target item.")
 _RESAMPLES = flags.DEFINE_integer("resamples", 10000, "Bootstrap / sign-flip resamples.")
 _SEED = flags.DEFINE_integer("seed", 0, "Resampling seed.")
@@ -60,10 +61,12 @@ def load_ranks(path: str, split: str) -> dict:
 def per_user_metric(ranks: np.ndarray, metric: str) -> np.ndarray:
   """Per-user metric from 0-based ranks, as ``heterrec_jax.metrics.metrics_from_ranks``."""
   name, _, k = metric.partition("@")
-  if name not in ("ndcg", "hr", "mrr") or not k.isdigit() or int(k) < 1:
-    raise ValueError(f"--metric={metric!r}: expected ndcg@K, hr@K or mrr@K (K >= 1).")
+  if (name not in ("ndcg", "hr", "mrr") or not (k.isdigit() and int(k) >= 1 or k == "all")
+      or metric == "hr@all"):
+    raise ValueError(f"--metric={metric!r}: expected ndcg@K, hr@K or mrr@K (K >= 1), "
+                     "ndcg@all or mrr@all.")
   r = ranks.astype(np.float64)
-  hit = r < int(k)
+  hit = np.ones(r.shape, bool) if k == "all" else r < int(k)
   if name == "hr":
     return hit.astype(np.float64)
   if name == "ndcg":
@@ -129,7 +132,7 @@ def compare(a_runs: list[dict], b_runs: list[dict], metric: str, bands: int, res
 def format_markdown(res: dict, labels: tuple[str, str]) -> str:
   la, lb = labels
   m = res["metric"]
-  head = (f"| users | {la} {m} | {lb} {m} | {la} - {lb} | 95% CI (bootstrap) | p (sign flip) "
+  head = (f"| users | {la} {m} | {lb} {m} | {la} - {lb} (± s.e.) | 95% CI (bootstrap) | p (sign flip) "
           f"| wins / ties / losses |\n|---|---|---|---|---|---|---|\n")
 
   def row(name, s):

@@ -38,6 +38,10 @@ def test_per_user_metric_matches_reference():
                              [1, 1 / np.log2(3), 1 / np.log2(6), 1 / np.log2(11), 0, 0])
   np.testing.assert_allclose(mod.per_user_metric(ranks, "hr@5"), [1, 1, 1, 0, 0, 0])
   np.testing.assert_allclose(mod.per_user_metric(ranks, "mrr@10"), [1, 0.5, 0.2, 0.1, 0, 0])
+  np.testing.assert_allclose(mod.per_user_metric(ranks, "mrr@all"), 1 / (ranks + 1.0))
+  np.testing.assert_allclose(mod.per_user_metric(ranks, "ndcg@all"), 1 / np.log2(ranks + 2.0))
+  with pytest.raises(ValueError, match="--metric"):
+    mod.per_user_metric(ranks, "hr@all")
   with pytest.raises(ValueError, match="--metric"):
     mod.per_user_metric(ranks, "auc@10")
 
