@@ -24,8 +24,8 @@ Evaluation ranks the held-out item of every user against the whole catalogue (le
 from __future__ import annotations
 
 import functools
+import io
 import os
-import tempfile
 from typing import Any, Optional
 
 from absl import logging
@@ -36,6 +36,7 @@ import numpy as np
 
 from common import config_checks
 from common import data as data_lib
+from common import metric_writers
 from common import parallel
 from common import plots
 from common import train_loop
@@ -217,9 +218,11 @@ def make_task(config, ds) -> tuple[train_loop.Task, dict]:
     rank_fn, dfeatures = eval_cache[dp]
     batches = data_lib.EvalBatches(ds, split=split, max_len=config.model.max_len,
                                    global_batch_size=config.eval.batch_size)
-    ranks: list = []
+    ranks = [] if config.eval.save_ranks else None
     out = evaluation.evaluate(rank_fn, dp, dstate.params, dfeatures, batches,
                               max_batches=config.eval.max_batches, ranks_out=ranks)
+    if ranks is None:
+      return out
     ranks = np.concatenate(ranks) if ranks else np.zeros((0,), np.int32)
     n = len(ranks)  # fewer than batches.users with eval.max_batches
     targets = ds.items[ds.offsets[batches.users[:n]] + batches.positions[:n]]
@@ -241,16 +244,10 @@ def make_task(config, ds) -> tuple[train_loop.Task, dict]:
 def save_ranks(workdir: str, last_ranks: dict) -> None:
   """Writes each split's per-user ranks to ``<workdir>/ranks_<split>.npz``, atomically."""
   for split, arrays in last_ranks.items():
-    path = os.path.join(workdir, f"ranks_{split}.npz")
-    fd, tmp = tempfile.mkstemp(dir=workdir, prefix=f".ranks_{split}.", suffix=".npz")
-    try:
-      with os.fdopen(fd, "wb") as f:
-        np.savez(f, **arrays)
-      os.replace(tmp, path)
-    except BaseException:
-      if os.path.exists(tmp):
-        os.unlink(tmp)
-      raise
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    metric_writers.atomic_write_bytes(os.path.join(workdir, f"ranks_{split}.npz"),
+                                      buffer.getvalue())
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -275,6 +272,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       p = results["popularity_test"]
       rows.append(dict(model="popularity", split="test", **{k: p[k] for k in
                                                             ("hr@10", "ndcg@10", "mrr@10")}))
-    from common import metric_writers  # pylint: disable=g-import-not-at-top
     print(metric_writers.format_table(rows), flush=True)
   return results
