@@ -44,6 +44,7 @@ class Checkpointer:
                        "record": ocp.JsonCheckpointHandler()})
     self._sigterm = threading.Event()
     self._old_handler = None
+    self._closed = False
 
   # -- preemption ----------------------------------------------------------------------------------
 
@@ -115,6 +116,10 @@ class Checkpointer:
     self._mgr.wait_until_finished()
 
   def close(self) -> None:
+    """Waits for pending saves and releases the manager (safe to call twice)."""
+    if self._closed:
+      return
+    self._closed = True
     self._mgr.wait_until_finished()
     self._mgr.close()
     if self._old_handler is not None:

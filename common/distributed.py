@@ -69,31 +69,36 @@ def initialize(coordinator_address: Optional[str] = None,
 
 
 def local_batch_size(global_batch_size: int, num_devices: Optional[int] = None,
-                     key: str = "train.batch_size") -> int:
-  """The number of examples this process loads per step.
+                     key: str = "train.batch_size", process_count: Optional[int] = None) -> int:
+  """The number of examples this process loads per step (the project's one such function).
 
   Args:
     global_batch_size: the batch summed over all processes and devices.
-    num_devices: the devices the step runs on (default: all devices of the run).
+    num_devices: the devices the step runs on (default: all devices of the run; 1 for a batch
+      that is only split between processes, e.g. a host-side evaluation).
     key: the config key named in the error message.
+    process_count: the number of processes (default ``jax.process_count()``).
 
   Returns:
-    ``global_batch_size // jax.process_count()``.
+    ``global_batch_size // process_count``.
 
   Raises:
     config_checks.ConfigError: when the batch does not divide by devices or processes.
   """
   num_devices = num_devices or jax.device_count()
-  processes = jax.process_count()
+  processes = jax.process_count() if process_count is None else process_count
   if global_batch_size <= 0:
     raise config_checks.ConfigError(key, f"must be positive, got {global_batch_size}",
                                     f"set --config.{key} to a positive multiple of {num_devices}")
-  if global_batch_size % num_devices or global_batch_size % processes:
-    fix = (global_batch_size // num_devices + 1) * num_devices
+  multiple = int(np.lcm(num_devices, processes))
+  if global_batch_size % multiple:
+    near = sorted({max(1, global_batch_size // multiple) * multiple,
+                   (global_batch_size // multiple + 1) * multiple})
     raise config_checks.ConfigError(
-        key, f"{global_batch_size} does not divide by the {num_devices} devices "
-        f"({processes} process(es)) the step runs on",
-        f"set --config.{key}={fix} (a multiple of {num_devices})")
+        key, f"{key}={global_batch_size} is the global batch and does not divide by the "
+        f"{num_devices} devices ({processes} process(es)) it is split over",
+        f"set --config.{key}={near[-1]} (a multiple of {multiple}, e.g. "
+        f"{' or '.join(map(str, near))})")
   return global_batch_size // processes
 
 

@@ -23,15 +23,12 @@ from common import distributed
 from common import parallel
 from common import train_loop
 from common import train_state as ts
+from configs.example import defaults
 
 
 def get_default_config() -> ml_collections.ConfigDict:
-  c = train_loop.base_config()
-  c.method = "example"
-  c.data = ml_collections.ConfigDict(dict(dim=16, num_classes=4, label_noise=0.05,
-                                          eval_examples=1024))
-  c.model = ml_collections.ConfigDict(dict(hidden=(64, 64)))
-  return c
+  """Every key of this task (``configs/example/defaults.py``)."""
+  return defaults.get_default_config()
 
 
 class MLP(nn.Module):
@@ -89,10 +86,10 @@ class TeacherStream:
 # -- the functional API ------------------------------------------------------------------------------
 
 def init(config: ml_collections.ConfigDict, rng: jax.Array) -> ts.TrainState:
-  """A fresh TrainState for ``config`` (host arrays)."""
+  """A fresh TrainState for ``config``; pure and jittable (the loop traces it for shapes)."""
   model = MLP(tuple(config.model.hidden), config.data.num_classes)
   params_rng, state_rng = jax.random.split(rng)
-  params = jax.jit(model.init)(params_rng, jnp.zeros((1, config.data.dim)))["params"]
+  params = model.init(params_rng, jnp.zeros((1, config.data.dim)))["params"]
   tx = ts.make_optimizer(config.optim, config.train.num_steps)
   return ts.create(model.apply, params, tx, state_rng)
 
@@ -129,9 +126,7 @@ def evaluate(config, state, dp: parallel.DataParallel, split: str) -> dict:
   data = make_examples(config.seed, block, n, d.dim, d.num_classes, d.label_noise)
   data["w"] = (np.arange(n) < d.eval_examples).astype(np.float32)
   data = {k: v[distributed.host_slice(n)] for k, v in data.items()}
-  sums = jax.device_get(_eval_fn(dp)(state, dp.shard_batch(data)))
-  if dp.mode == "pmap":
-    sums = jax.tree.map(lambda x: x[0], sums)
+  sums = dp.to_host(_eval_fn(dp)(state, dp.shard_batch(data)))
   return {"accuracy": float(sums["correct"] / sums["count"]),
           "loss": float(sums["loss"] / sums["count"])}
 

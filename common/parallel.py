@@ -1,4 +1,4 @@
-"""Data parallelism: one pure per-device step, run with ``jax.pmap`` or with jit over a ``Mesh``.
+"""Data parallelism: per-device code run with ``jax.pmap`` or with jit over a ``Mesh``.
 
 A method writes its step once, for one device's shard of the batch::
 
@@ -8,15 +8,23 @@ A method writes its step once, for one device's shard of the batch::
 
 ``DataParallel(mode)`` runs it either way:
 
-- ``"pmap"``: ``jax.pmap`` over this process's devices, named axis ``data``, state replicated along a
-  leading device axis and donated.
-- ``"mesh"``: ``jax.jit`` of ``jax.shard_map`` over a 1-D ``Mesh`` of all devices, the batch
-  sharded with ``NamedSharding(mesh, P('data'))`` and the state replicated (``P()``) and donated.
+- ``"pmap"``: ``jax.pmap`` over this process's devices, named axis ``data``; every array carries a
+  leading axis over the local devices (a replicated value is copied along it).
+- ``"mesh"``: ``jax.jit`` of ``jax.shard_map`` over a 1-D ``Mesh`` of all devices; arrays are
+  global ``jax.Array``s whose ``NamedSharding`` says how they are split.
 
-Because both run the same per-device function with the same collective over the same axis name,
-they agree (tested in ``tests/test_parallel.py``). Per-step randomness is derived inside the step
-from the state: ``fold_in(fold_in(state.rng, state.step), device_index)``, so a resumed run draws
-the same numbers, and devices draw different ones.
+One generic wrapper, ``wrap(fn, in_specs, out_specs)``, serves every per-device function (train
+steps, evaluation, a ``lax.scan`` chunk of an RL trainer); ``put`` and ``to_host`` are the only ways
+in and out. A spec is a ``PartitionSpec`` (or a pytree prefix of them, as for ``shard_map``):
+``REPLICATED = P()``, the same value on every device; ``SHARDED = P('data')``, split along axis 0
+(a batch); ``P(None, 'data')``, split along axis 1 (e.g. env states under a leading seed axis).
+Under pmap a split axis is moved to the front, so the per-device function sees the same shapes in
+both modes.
+
+Because both modes run the same per-device function with the same collectives over the same axis
+name, they agree (``tests/common/test_parallel.py``). Per-step randomness is derived inside the
+step from the state: ``fold_in(fold_in(state.rng, state.step), device_index)``, so a resumed run
+draws the same numbers, and devices draw different ones.
 """
 
 from __future__ import annotations
@@ -32,9 +40,11 @@ from common import config_checks
 
 DATA_AXIS = "data"
 MODES = ("pmap", "mesh")
+REPLICATED = P()
+SHARDED = P(DATA_AXIS)
 
 PyTree = Any
-StepFn = Callable[[PyTree, PyTree, jax.Array], tuple[PyTree, dict]]
+StepFn = Callable[..., tuple[PyTree, dict]]
 
 
 def pmean(tree: PyTree) -> PyTree:
@@ -46,8 +56,24 @@ def psum(tree: PyTree) -> PyTree:
   return lax.psum(tree, DATA_AXIS)
 
 
+def _split_axis(spec: P) -> Optional[int]:
+  """The axis ``spec`` splits over the data axis, or None for a replicated spec."""
+  axes = [i for i, name in enumerate(spec) if name == DATA_AXIS]
+  if len(axes) > 1 or any(name not in (None, DATA_AXIS) for name in spec):
+    raise ValueError(f"Unsupported PartitionSpec {spec}: only P() or one {DATA_AXIS!r} entry.")
+  return axes[0] if axes else None
+
+
+def _map_with_specs(fn: Callable[[Any, P], Any], tree: PyTree, specs: Any) -> PyTree:
+  """``fn(leaf, spec)`` over ``tree``, with ``specs`` a PartitionSpec or a pytree prefix of them."""
+  if isinstance(specs, P):
+    return jax.tree.map(lambda x: fn(x, specs), tree)
+  return jax.tree.map(lambda spec, sub: jax.tree.map(lambda x: fn(x, spec), sub), specs, tree,
+                      is_leaf=lambda s: isinstance(s, P))
+
+
 class DataParallel:
-  """Places state and batches on devices and runs a per-device step data-parallel.
+  """Places pytrees on devices, runs per-device functions data-parallel, brings results back.
 
   Args:
     mode: ``"pmap"`` or ``"mesh"``.
@@ -74,16 +100,10 @@ class DataParallel:
     self.devices = devices
     self.local_devices = [d for d in devices if d.process_index == jax.process_index()]
     self.mesh = Mesh(np.asarray(devices), (DATA_AXIS,))
-    self._replicated = NamedSharding(self.mesh, P())
-    self._sharded = NamedSharding(self.mesh, P(DATA_AXIS))
     # pmap takes arrays with a leading axis over this process's devices.
-    self._pmap_sharding = NamedSharding(Mesh(np.asarray(self.local_devices), ("local",)),
-                                        P("local"))
-
-  @property
-  def _pmap_devices(self):
+    self._local_mesh = Mesh(np.asarray(self.local_devices), ("local",))
     # Multi-process pmap spans every device (each process feeds its own); pass none explicitly.
-    return None if jax.process_count() > 1 else self.local_devices
+    self._pmap_devices = None if jax.process_count() > 1 else self.local_devices
 
   @property
   def num_devices(self) -> int:
@@ -93,53 +113,101 @@ class DataParallel:
   def num_local_devices(self) -> int:
     return len(self.local_devices)
 
-  def local_batch_size(self, global_batch_size: int, key: str = "train.batch_size") -> int:
-    """Examples this process loads per step; a ConfigError naming ``key`` if it does not divide."""
-    from common import distributed  # pylint: disable=g-import-not-at-top
-    return distributed.local_batch_size(global_batch_size, self.num_devices, key)
+  # -- in and out ----------------------------------------------------------------------------------
 
-  # -- placement -----------------------------------------------------------------------------------
+  def put(self, tree: PyTree, specs: Any = REPLICATED, key: str = "train.batch_size") -> PyTree:
+    """Host arrays -> the layout ``wrap``ped functions take.
+
+    Args:
+      tree: a pytree of host (or single-device) arrays. A replicated leaf is the same value on
+        every process; a split leaf holds this process's rows of the split axis.
+      specs: a PartitionSpec or a pytree prefix of them (``REPLICATED``, ``SHARDED``, ...).
+      key: the config key named when a split axis does not divide over the local devices.
+    """
+    n = self.num_local_devices
+
+    def place(x, spec):
+      x = np.asarray(x)
+      axis = _split_axis(spec)
+      if axis is not None and x.shape[axis] % n:
+        raise config_checks.ConfigError(
+            key, f"a process-local size of {x.shape[axis]} (axis {axis}) does not split over {n} "
+            f"local devices", f"use a global size that is a multiple of {self.num_devices}")
+      if self.mode == "mesh":
+        return jax.make_array_from_process_local_data(NamedSharding(self.mesh, spec), x)
+      if axis is None:
+        x = np.broadcast_to(x, (n,) + x.shape)
+      else:  # [..., n * m, ...] -> [n, ..., m, ...]
+        shape = x.shape[:axis] + (n, x.shape[axis] // n) + x.shape[axis + 1:]
+        x = np.moveaxis(x.reshape(shape), axis, 0)
+      return jax.device_put(x, NamedSharding(self._local_mesh, P("local")))
+
+    return _map_with_specs(place, tree, specs)
 
   def replicate(self, tree: PyTree) -> PyTree:
-    """Host (or single-device) pytree -> the form the step takes, identical on every device."""
-    tree = jax.tree.map(np.asarray, tree)
-    if self.mode == "pmap":
-      n = self.num_local_devices
-      return jax.device_put(jax.tree.map(lambda x: np.broadcast_to(x, (n,) + x.shape), tree),
-                            self._pmap_sharding)
-    return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(self._replicated, x), tree)
+    """Host pytree -> identical on every device."""
+    return self.put(tree, REPLICATED)
 
-  def unreplicate(self, tree: PyTree) -> PyTree:
-    """The step's state -> one host copy (numpy), e.g. for checkpoints and evaluation."""
-    if self.mode == "pmap":
-      return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)[0]), tree)
-    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
-
-  def shard_batch(self, local_batch: PyTree) -> PyTree:
+  def shard_batch(self, local_batch: PyTree, key: str = "train.batch_size") -> PyTree:
     """This process's slice of the global batch -> device arrays split along the data axis."""
-    n = self.num_local_devices
-    def put(x):
-      x = np.asarray(x)
-      if x.shape[0] % n:
-        raise config_checks.ConfigError(
-            "train.batch_size", f"a process-local batch of {x.shape[0]} rows does not split over "
-            f"{n} local devices", f"use a global batch that is a multiple of {self.num_devices}")
-      if self.mode == "pmap":
-        return jax.device_put(x.reshape((n, -1) + x.shape[1:]), self._pmap_sharding)
-      return jax.make_array_from_process_local_data(self._sharded, x)
-    return jax.tree.map(put, local_batch)
+    return self.put(local_batch, SHARDED, key)
 
-  def metrics_to_host(self, metrics: PyTree) -> dict:
-    """Step metrics (already averaged over devices) -> ``{name: float}``."""
+  def to_host(self, tree: PyTree, specs: Any = REPLICATED) -> PyTree:
+    """The one device -> host conversion: numpy arrays in the layout ``put`` was given.
+
+    A replicated leaf comes back as one copy; a split leaf as the whole global array (gathered
+    from every process in a multi-process run).
+    """
+    def fetch(x, spec):
+      axis = _split_axis(spec)
+      if axis is None:
+        shard = x.addressable_data(0)
+        return np.asarray(shard[0] if self.mode == "pmap" else shard)
+      if self.mode == "mesh":
+        if jax.process_count() == 1:
+          return np.asarray(x)
+        from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+      local = np.asarray(x)  # [n_local, ..., m, ...]
+      local = np.moveaxis(local, 0, axis)
+      local = local.reshape(local.shape[:axis] + (-1,) + local.shape[axis + 2:])
+      if jax.process_count() > 1:
+        from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+        moved = np.moveaxis(local, axis, 0)
+        local = np.moveaxis(np.asarray(multihost_utils.process_allgather(moved, tiled=True)),
+                            0, axis)
+      return local
+
+    return _map_with_specs(fetch, tree, specs)
+
+  # -- running per-device code ---------------------------------------------------------------------
+
+  def wrap(self, fn: Callable[..., Any], in_specs: tuple, out_specs: Any,
+           donate_argnums: tuple[int, ...] = (), check_vma: bool = True) -> Callable[..., Any]:
+    """Runs the per-device ``fn`` data-parallel over this layout's devices.
+
+    Args:
+      fn: written for one device: it sees each argument's per-device part (a split axis holds this
+        device's slice) and may use collectives over ``DATA_AXIS``.
+      in_specs: one spec (pytree prefix) per positional argument, as for ``shard_map``.
+      out_specs: the specs of the outputs. A replicated output must really be the same on every
+        device (e.g. the result of ``pmean``/``psum``).
+      donate_argnums: arguments whose buffers may be reused for the outputs.
+      check_vma: mesh mode: let ``shard_map`` check that replicated outputs are replicated (turn
+        off for values replicated by construction that it cannot infer, e.g. from ``all_gather``).
+
+    Returns:
+      A function taking and returning arrays in this layout (``put`` / ``to_host``).
+    """
     if self.mode == "pmap":
-      metrics = jax.tree.map(lambda x: x.addressable_data(0)[0], metrics)
-    return {k: float(v) for k, v in jax.device_get(metrics).items()}
+      return jax.pmap(fn, axis_name=DATA_AXIS, devices=self._pmap_devices,
+                      donate_argnums=donate_argnums)
+    sharded = jax.shard_map(fn, mesh=self.mesh, in_specs=tuple(in_specs), out_specs=out_specs,
+                            check_vma=check_vma)
+    return jax.jit(sharded, donate_argnums=donate_argnums)
 
-  # -- the step ------------------------------------------------------------------------------------
-
-  def wrap_step(self, step_fn: StepFn, donate: bool = True, with_consts: bool = False
-                ) -> Callable[..., tuple[PyTree, dict]]:
+  def wrap_step(self, step_fn: StepFn, donate: bool = True, with_consts: bool = False,
+                state_specs: Any = REPLICATED) -> Callable[..., tuple[PyTree, dict]]:
     """Turns a per-device ``step_fn(state, batch, rng)`` into a data-parallel ``step(state, batch)``.
 
     ``state`` must have ``.rng`` (a raw PRNG key) and ``.step``. Metrics returned by ``step_fn``
@@ -156,20 +224,13 @@ class DataParallel:
       state, metrics = step_fn(state, batch, rng, *consts)
       return state, pmean(metrics)
 
-    donate_argnums = (0,) if donate else ()
-    if self.mode == "pmap":
-      return jax.pmap(per_device, axis_name=DATA_AXIS, devices=self._pmap_devices,
-                      donate_argnums=donate_argnums)
-    in_specs = (P(), P(DATA_AXIS)) + ((P(),) if with_consts else ())
-    sharded = jax.shard_map(per_device, mesh=self.mesh, in_specs=in_specs, out_specs=(P(), P()))
-    return jax.jit(sharded, donate_argnums=donate_argnums)
+    in_specs = (state_specs, SHARDED) + ((REPLICATED,) if with_consts else ())
+    return self.wrap(per_device, in_specs, (state_specs, REPLICATED),
+                     donate_argnums=(0,) if donate else ())
 
   def wrap_eval(self, eval_fn: Callable[[PyTree, PyTree], dict]) -> Callable[[PyTree, PyTree],
                                                                              dict]:
     """Per-device ``eval_fn(state, batch) -> sums`` -> data-parallel, summed over devices."""
-    def per_device(state, batch):
-      return psum(eval_fn(state, batch))
-    if self.mode == "pmap":
-      return jax.pmap(per_device, axis_name=DATA_AXIS, devices=self._pmap_devices)
-    return jax.jit(jax.shard_map(per_device, mesh=self.mesh, in_specs=(P(), P(DATA_AXIS)),
-                                 out_specs=P()))
+    return self.wrap(lambda state, batch: psum(eval_fn(state, batch)), (REPLICATED, SHARDED),
+                     REPLICATED)
+

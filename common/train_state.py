@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import flax
 from flax.training import train_state
 import jax
 import ml_collections
@@ -58,14 +57,38 @@ def make_optimizer(optim: ml_collections.ConfigDict, num_steps: int) -> optax.Gr
   return tx
 
 
-def state_dict(state: TrainState) -> dict:
-  """The saved part of a state (no functions), as a plain nested dict for orbax."""
-  return flax.serialization.to_state_dict(
-      {"step": state.step, "params": state.params, "opt_state": state.opt_state, "rng": state.rng})
+def state_dict(state: Any) -> dict:
+  """Every array of ``state`` as a nested dict keyed by field names, for orbax.
+
+  The whole state is saved: every field of a ``TrainState`` subclass (cluster centroids, an RL
+  runner's env and hidden states), optimizer state, RNG and step, and any other pytree (dicts,
+  NamedTuples, flax or chex dataclasses), with leading seed or device axes as they are. A field
+  list written by hand would silently drop a field a subclass adds; this cannot.
+  """
+  out: dict = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+    node = out
+    keys = [_key_name(k) for k in path] or ["value"]
+    for k in keys[:-1]:
+      node = node.setdefault(k, {})
+    node[keys[-1]] = leaf
+  return out
 
 
-def restore_from_dict(template: TrainState, d: dict) -> TrainState:
-  restored = flax.serialization.from_state_dict(
-      {"step": template.step, "params": template.params, "opt_state": template.opt_state,
-       "rng": template.rng}, d)
-  return template.replace(**restored)
+def restore_from_dict(template: Any, saved: dict) -> Any:
+  """``template`` (a state, or its ``jax.eval_shape``) with every array taken from ``saved``."""
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+  values = []
+  for path, _ in leaves:
+    node = saved
+    for k in [_key_name(k) for k in path] or ["value"]:
+      node = node[k]
+    values.append(node)
+  return jax.tree_util.tree_unflatten(treedef, values)
+
+
+def _key_name(key) -> str:
+  for attr in ("key", "name", "idx"):
+    if hasattr(key, attr):
+      return str(getattr(key, attr))
+  return str(key)

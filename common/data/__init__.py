@@ -14,7 +14,7 @@ See docs/data.md for formats, config keys and the rules (tie-break, split, paddi
 """
 
 from common.data.batching import (EvalBatches, SequenceBatches, StridedWindowBatches,
-                                  TwoTowerBatches, local_batch_size)
+                                  TwoTowerBatches)
 from common.data.dataset import RecDataset, build_dataset, read_source
 from common.data.errors import DataError
 from common.data.schema import KINDS, FieldSpec
@@ -35,5 +35,5 @@ __all__ = [
     "DataError", "EvalBatches", "FieldSpec", "KINDS", "RecData", "RecDataset", "SequenceBatches",
     "StridedWindowBatches",
     "TwoTowerBatches", "build_dataset", "dataset_dir", "format_summary", "load", "load_prepared",
-    "local_batch_size", "prepare", "read_source", "summarize", "write_prepared",
+    "prepare", "read_source", "summarize", "write_prepared",
 ]

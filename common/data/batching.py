@@ -21,6 +21,7 @@ from typing import Optional
 
 import numpy as np
 
+from common import distributed
 from common.data.dataset import RecDataset
 
 _STATE_VERSION = 1
@@ -34,26 +35,6 @@ def _process(process_index: Optional[int], process_count: Optional[int]) -> tupl
   if not 0 <= process_index < process_count:
     raise ValueError(f"process_index {process_index} is not in [0, {process_count}).")
   return int(process_index), int(process_count)
-
-
-def local_batch_size(global_batch_size: int, process_count: int,
-                     batch_size_key: str = "train.batch_size") -> int:
-  """The rows each process gets: ``global_batch_size // process_count``.
-
-  Raises:
-    ValueError: the global batch does not divide by the number of processes; the message names
-      the config key to change and the nearest valid values.
-  """
-  if global_batch_size < 1:
-    raise ValueError(f"{batch_size_key}={global_batch_size} must be >= 1.")
-  if global_batch_size % process_count:
-    near = sorted({max(1, global_batch_size // process_count) * process_count,
-                   (global_batch_size // process_count + 1) * process_count})
-    raise ValueError(
-        f"{batch_size_key}={global_batch_size} is the global batch size and must be divisible by "
-        f"the number of processes ({process_count}); set {batch_size_key} to a multiple of "
-        f"{process_count}, e.g. {' or '.join(map(str, near))}.")
-  return global_batch_size // process_count
 
 
 def left_padded(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
@@ -95,8 +76,8 @@ class _Stream:
     if num_examples < 1:
       raise ValueError("there are no training examples (are all sequences too short?).")
     self.process_index, self.process_count = _process(process_index, process_count)
-    self.local_batch_size = local_batch_size(global_batch_size, self.process_count,
-                                             batch_size_key)
+    self.local_batch_size = distributed.local_batch_size(
+        global_batch_size, 1, batch_size_key, self.process_count)
     self.global_batch_size = int(global_batch_size)
     self.num_examples = int(num_examples)
     self.seed = int(seed)
@@ -340,8 +321,8 @@ class EvalBatches:
     if targets not in ("first", "all"):
       raise ValueError(f"targets {targets!r} is not 'first' or 'all'.")
     self.process_index, self.process_count = _process(process_index, process_count)
-    self.local_batch_size = local_batch_size(global_batch_size, self.process_count,
-                                             batch_size_key)
+    self.local_batch_size = distributed.local_batch_size(
+        global_batch_size, 1, batch_size_key, self.process_count)
     self.global_batch_size = int(global_batch_size)
     lo = dataset.lengths("train" if split == "valid" else "train_valid")
     hi = dataset.lengths("train_valid" if split == "valid" else "all")

@@ -19,8 +19,8 @@ def _train(mode, num_devices, steps=6):
   losses = []
   for _ in range(steps):
     state, metrics = step(state, dp.shard_batch(next(stream)))
-    losses.append(dp.metrics_to_host(metrics)["loss"])
-  return dp.unreplicate(state), losses
+    losses.append(float(dp.to_host(metrics)["loss"]))
+  return dp.to_host(state), losses
 
 
 def test_eight_fake_devices_present():
@@ -55,8 +55,8 @@ def test_devices_draw_different_rngs_but_runs_repeat():
   state = example_task.init(helpers.tiny_config(), jax.random.PRNGKey(3))
   fn = dp.wrap_step(lambda s, b, r: (s, {"loss": jax.random.uniform(r)}), donate=False)
   batch = dp.shard_batch({"x": np.zeros((8, 1), np.float32)})
-  a = dp.metrics_to_host(fn(dp.replicate(state), batch)[1])["loss"]
-  b = dp.metrics_to_host(fn(dp.replicate(state), batch)[1])["loss"]
+  a = float(dp.to_host(fn(dp.replicate(state), batch)[1])["loss"])
+  b = float(dp.to_host(fn(dp.replicate(state), batch)[1])["loss"])
   assert a == b  # deterministic given state.rng and state.step
   # The mean over 8 devices of their uniform draws is not device 0's draw alone.
   one = float(jax.random.uniform(jax.random.fold_in(jax.random.fold_in(state.rng, 0), 0)))

@@ -1,0 +1,1 @@
+"""Config files (plain data: ml_collections only)."""
