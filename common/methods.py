@@ -9,6 +9,7 @@ from common import config_checks
 # method name -> module with ``train_and_evaluate(config, workdir)``.
 REGISTRY = {
     "example": "common.example_task",
+    "example_rl": "common.example_rl",
     "heterrec": "heterrec_jax.train",
     "esans": "esans_jax.train",
     "cord": "cord_jax.train",

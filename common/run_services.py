@@ -106,8 +106,13 @@ class RunServices:
                            force=force)
 
   def maybe_kill(self, step: int) -> None:
-    """Fault injection (``debug.sigkill_at_step``): dies like a killed job, mid-run."""
+    """Fault injection (``debug.sigkill_at_step``): dies like a killed job, mid-run.
+
+    In-flight saves finish first, so a test knows which checkpoint the rerun must resume from (a
+    kill during a save leaves orbax's temporary directory, which the next start removes).
+    """
     if step == self._sigkill_at:
+      self.checkpointer.wait()
       os.kill(os.getpid(), signal.SIGKILL)
 
   # -- the NaN guard -------------------------------------------------------------------------------
