@@ -208,3 +208,20 @@ def diagnose_overrides(argv: list[str]) -> Optional[ConfigError]:
         return ConfigError(key, f"expects {type(default).__name__}, got {raw!r}",
                            f"pass {_article(type(default).__name__)}, e.g. --config.{key}={default!r}")
   return None
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing for the scripts, with config mistakes reported as key + problem + fix.
+
+  Pass it as ``app.run(main, flags_parser=config_checks.parse_flags)``: an unknown key, a value
+  of the wrong type or a missing config file exits with status 2 and one line naming them.
+  """
+  import sys  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    diagnosis = diagnose_overrides(argv)
+    sys.stderr.write(f"Error: {diagnosis or e}\n")
+    sys.exit(2)
+

@@ -26,10 +26,6 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
-# Run from a checkout without installing: make the repository root importable.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# pylint: disable=wrong-import-position
-
 import jax
 from jumanji import environments as jumanji_envs
 from jumanji import wrappers as jumanji_wrappers
@@ -79,7 +75,7 @@ def _jumanji_lbf(num_agents: int) -> Callable[[jax.Array, int], jax.Array]:
 
 def _jaxmarl_mpe(num_agents: int) -> Optional[Callable[[jax.Array, int], jax.Array]]:
   try:
-    import jaxmarl  # pylint: disable=g-import-not-at-top
+    import jaxmarl
   except ImportError:
     return None
   env = jaxmarl.make("MPE_simple_spread_v3", num_agents=num_agents, num_landmarks=num_agents)

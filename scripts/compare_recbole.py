@@ -22,9 +22,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from common import metric_writers  # pylint: disable=g-import-not-at-top
+from common import metric_writers
 
 _SUITE = flags.DEFINE_string("suite", None, "A run_suite.py workdir.")
 _MODELS = flags.DEFINE_list("models", ["sasrec", "fusion_sasrec", "heterrec"], "Our variants.")

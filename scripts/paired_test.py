@@ -28,9 +28,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from common import metric_writers  # pylint: disable=g-import-not-at-top
+from common import metric_writers
 
 _A = flags.DEFINE_list("a", None, "Run workdirs (or ranks_*.npz files) of model A.")
 _B = flags.DEFINE_list("b", None, "Run workdirs (or ranks_*.npz files) of model B.")

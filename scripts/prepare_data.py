@@ -24,16 +24,14 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO not in sys.path:
-  sys.path.insert(0, _REPO)
+import configs
 
-from common import data  # pylint: disable=g-import-not-at-top,wrong-import-position
+from common import data
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(_REPO, "configs", "data", "synthetic.py"),
+    "config", os.path.join(os.path.dirname(configs.__file__), "data", "synthetic.py"),
     "Data config file (configs/data/*.py), optionally with ':arg'.", lock_config=True)
-_DATA_DIR = flags.DEFINE_string("data_dir", os.path.join(_REPO, "workdirs", "data"),
+_DATA_DIR = flags.DEFINE_string("data_dir", os.path.join("workdirs", "data"),
                                 "The tfds data folder to write into.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing prepared data set.")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False,
@@ -52,7 +50,7 @@ def main(argv):
       stats = data.summarize(ds)
       where = "(dry run: nothing written)"
     else:
-      import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+      import tensorflow_datasets as tfds
       tfds.disable_progress_bar()
       logging.set_verbosity(logging.ERROR)  # tfds' per-split INFO lines hide the summary
       where, ds, stats = data.prepare(config, os.path.abspath(_DATA_DIR.value),

@@ -17,10 +17,6 @@ import os
 import sys
 from typing import List, Optional
 
-# Run from a checkout without installing: make the repository root importable.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# pylint: disable=wrong-import-position
-
 import jax
 import numpy as np
 

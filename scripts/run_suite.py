@@ -2,61 +2,62 @@ r"""Runs several models x seeds of one experiment config and tabulates mean and 
 
     python scripts/run_suite.py --config=configs/heterrec/synthetic.py:small \
         --models=sasrec,fusion_sasrec,heterrec --seeds=0,1,2 --workdir=workdirs/suite_small \
-        [--set=train.num_steps=2000 --set=model.dropout=0.2]
+        [--config.train.num_steps=2000 --config.model.dropout=0.2]
 
 Each run is an ordinary ``train_and_evaluate`` in ``<workdir>/<model>_seed<k>``, with its
 ``config.json`` (so a rerun skips finished runs and resumes interrupted or preempted ones, and
 refuses to resume one with a changed config). The table (test metrics at the best validation
 step, plus the popularity baseline) is printed and written to ``<workdir>/suite.md`` and
 ``suite.json``, with the date, the machine and the exact command.
+
+Overrides are ml_collections' own ``--config.key=value`` flags (``config_flags``, the locked config
+of ``scripts/train.py``): parsed and type-checked once against the base config, then applied to
+each variant's config.
 """
 
-import ast
 import datetime
 import json
 import os
 import platform
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
 from absl import logging
+from ml_collections import config_flags
+from ml_collections.config_flags import config_path
 import numpy as np
 
 from common import config_checks
 from common import metric_writers
 from common import methods
 
-_CONFIG = flags.DEFINE_string("config", None, "configs/<method>/<exp>.py[:arg]")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file: configs/<method>/<exp>.py[:arg]; override keys with "
+    "--config.key=value.", lock_config=True)
 _MODELS = flags.DEFINE_list("models", ["sasrec", "fusion_sasrec", "heterrec"],
                             "Variants appended to the config arg (e.g. model names).")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where runs and the table go.")
-_SET = flags.DEFINE_multi_string("set", [], "Overrides key=value (python literal values).")
 _METRICS = flags.DEFINE_list("metrics", ["ndcg@10", "hr@10", "mrr@10"], "Columns.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def _config_for(variant: str, seed: int):
-  path, _, arg = _CONFIG.value.partition(":")
-  base = config_checks.load_config_file(f"{path}:{','.join(a for a in (arg, variant) if a)}")
-  base.seed = seed
-  for item in _SET.value:
-    key, _, raw = item.partition("=")
-    try:
-      value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-      value = raw
-    *parents, leaf = key.split(".")
-    target = base
-    for p in parents:
-      target = target[p]
-    if leaf not in target:
-      raise config_checks.ConfigError(key, "unknown key in --set", "check the config's keys")
-    target[leaf] = value
-  return base
+  """The config file loaded with ``variant`` appended to its argument, plus the overrides."""
+  spec = _config_spec()
+  path, _, arg = spec.partition(":")
+  config = config_checks.load_config_file(f"{path}:{','.join(a for a in (arg, variant) if a)}")
+  for key, value in config_flags.get_override_values(flags.FLAGS["config"]).items():
+    config_path.set_value(key, config, value)
+  config.seed = seed
+  return config
+
+
+def _config_spec() -> str:
+  """``path[:arg]`` as given to ``--config`` (the last one, as absl reads it)."""
+  specs = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--config=")]
+  return specs[-1] if specs else config_flags.get_config_filename(flags.FLAGS["config"])
 
 
 def main(argv):
@@ -117,4 +118,4 @@ def _run_all():
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=config_checks.parse_flags)

@@ -16,14 +16,12 @@ import sys
 from absl import app
 from ml_collections import config_flags
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO not in sys.path:
-  sys.path.insert(0, _REPO)
+import configs
 
-from common.data import synthetic  # pylint: disable=g-import-not-at-top
+from common.data import synthetic
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(_REPO, "configs/data/synthetic.py"), "A synthetic data config.")
+    "config", os.path.join(os.path.dirname(configs.__file__), "data", "synthetic.py"), "A synthetic data config.")
 
 
 def main(argv):

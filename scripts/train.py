@@ -18,10 +18,7 @@ Multi-host: start the same command on every host, with ``--coordinator_address``
 import os
 import sys
 
-# Runs as `python scripts/train.py` from a checkout without installing, too.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
@@ -39,16 +36,6 @@ _PID = flags.DEFINE_integer("process_id", None, "This process's index (multi-hos
 _AUTO = flags.DEFINE_bool("distributed_auto", False,
                           "Let jax.distributed.initialize() detect the cluster (TPU pods, SLURM).")
 flags.mark_flags_as_required(["config", "workdir"])
-
-
-def parse_flags(argv):
-  """absl flag parsing with config mistakes reported as key + problem + fix."""
-  try:
-    return flags.FLAGS(argv)
-  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
-    diagnosis = config_checks.diagnose_overrides(argv)
-    sys.stderr.write(f"Error: {diagnosis or e}\n")
-    sys.exit(2)
 
 
 def main(argv):
@@ -72,4 +59,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=config_checks.parse_flags)

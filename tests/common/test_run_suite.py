@@ -17,7 +17,7 @@ SUITE = os.path.join(helpers.REPO_ROOT, "scripts", "run_suite.py")
 def _suite(workdir, *extra):
   cmd = [sys.executable, SUITE, "--config=" + os.path.join(helpers.REPO_ROOT, "configs/example/mlp.py"),
          "--models=runlocal", "--seeds=0", "--metrics=accuracy", f"--workdir={workdir}",
-         "--set=train.progress_bar=False", *extra]
+         "--config.train.progress_bar=False", *extra]
   return subprocess.run(cmd, env=helpers.env(1), capture_output=True, text=True, timeout=300)
 
 
@@ -38,7 +38,7 @@ def test_preempted_run_is_resumed_and_a_changed_config_refused(tmp_path):
   # Resuming the same run with another learning rate is refused, naming the key; nothing changes.
   (run_dir / "results.json").unlink()
   before = (run_dir / "config.json").read_text()
-  proc = _suite(tmp_path, "--set=optim.learning_rate=0.1")
+  proc = _suite(tmp_path, "--config.optim.learning_rate=0.1")
   assert proc.returncode == 2
   assert "optim.learning_rate" in proc.stderr and "new workdir" in proc.stderr, proc.stderr[-2000:]
   assert (run_dir / "config.json").read_text() == before
