@@ -1,7 +1,6 @@
 """Test set-up shared by every test: 8 fake CPU devices, no GPU, quiet logs."""
 
 import os
-import sys
 
 # Must happen before JAX initialises its backends.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
@@ -9,7 +8,3 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # XLA's CPU backend compiles threefry's unrolled hash slowly (dropout masks take seconds); rbg
 # keys halve the suite's compile time. The code under test is the same for either kind of key.
 os.environ.setdefault("JAX_DEFAULT_PRNG_IMPL", "rbg")
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO_ROOT not in sys.path:
-  sys.path.insert(0, REPO_ROOT)
