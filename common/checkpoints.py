@@ -107,6 +107,22 @@ class Checkpointer:
         state=ocp.args.StandardRestore(target), record=ocp.args.JsonRestore()))
     return restored["state"], dict(restored["record"])
 
+  def quarantine(self, step: int) -> str:
+    """Moves step ``step`` out of the way, kept for inspection; returns its new path.
+
+    It goes to ``<workdir>/corrupt_checkpoints/<step>[.<n>]``, beside (not inside) the checkpoint
+    directory, so orbax never lists it again.
+    """
+    src = os.path.join(self.directory, str(step))
+    dest_dir = os.path.join(os.path.dirname(self.directory), "corrupt_checkpoints")
+    os.makedirs(dest_dir, exist_ok=True)
+    dest, n = os.path.join(dest_dir, str(step)), 1
+    while os.path.exists(dest):
+      dest, n = os.path.join(dest_dir, f"{step}.{n}"), n + 1
+    os.rename(src, dest)
+    self._mgr.reload()
+    return dest
+
   def saved_structure(self, step: int) -> Any:
     """The saved state's tree of array metadata (``.shape``, ``.dtype``) at ``step``."""
     meta = self._mgr.item_metadata(step)["state"]
@@ -125,6 +141,10 @@ class Checkpointer:
     if self._old_handler is not None:
       signal.signal(signal.SIGTERM, self._old_handler)
       self._old_handler = None
+
+
+class CheckpointMismatchError(ValueError):
+  """A complete checkpoint that belongs to another model or data set (not a damaged one)."""
 
 
 def _check_fits(saved: Any, target: Any, directory: str, step: int) -> None:
@@ -146,7 +166,7 @@ def _check_fits(saved: Any, target: Any, directory: str, step: int) -> None:
       problems.append(f"{jax.tree_util.keystr(path)}: checkpoint {shape} vs model "
                       f"{tuple(np.shape(leaf))}")
   if problems:
-    raise ValueError(
+    raise CheckpointMismatchError(
         f"Checkpoint {directory}/{step} does not fit this model ({len(problems)} mismatches, e.g. "
         + "; ".join(problems[:3]) + "). The config (model size, catalogue, fields) differs from "
         "the run that wrote it: use a fresh --workdir or the original config.")

@@ -72,6 +72,15 @@ def run(config: ml_collections.ConfigDict, workdir: str, task: ChunkTask) -> dic
   services = run_services.RunServices(
       workdir, checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
       progress_bar=t.progress_bar, sigkill_at_step=config.debug.sigkill_at_step)
+  try:
+    return _run(config, task, dp, services)
+  finally:
+    services.close()
+
+
+def _run(config, task: ChunkTask, dp: parallel.DataParallel,
+         services: run_services.RunServices) -> dict:
+  t = config.train
   state, record = train_loop.initial_state(task.init_state, jax.random.PRNGKey(config.seed),
                                            services)
   start = int(record["step"]) if record is not None else 0
@@ -99,10 +108,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, task: ChunkTask) -> dic
         services.progress(0, **{k: f"{row[k]:.4g}" for k in list(metrics)[:2]})
         pending, t0 = 0, time.time()
       preempted = services.preempted(step)
-      if services.should_save(step) or last or preempted:
-        services.save(step, dp.to_host(dstate, task.state_specs), {}, force=last or preempted)
       if preempted:
         stop_reason = "preempted (SIGTERM)"
+      if services.should_save(step) or last or preempted:
+        services.save(step, dp.to_host(dstate, task.state_specs),
+                      {"stop_reason": stop_reason} if last or preempted else {},
+                      force=last or preempted)
+      if preempted:
         break
       services.maybe_kill(step)
     services.flush_checks()

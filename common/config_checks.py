@@ -167,10 +167,17 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
   if not os.path.exists(path):
     raise ConfigError("--config", f"file {path} does not exist",
                       "pass --config=configs/<method>/<exp>.py[:arg]")
+  if os.path.isdir(path):
+    raise ConfigError("--config", f"{path} is a directory, not a config file",
+                      "pass --config=configs/<method>/<exp>.py[:arg]")
   mod_spec = importlib.util.spec_from_file_location("_cfg_diag", path)
   module = importlib.util.module_from_spec(mod_spec)
   mod_spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
+  try:
+    return module.get_config(arg) if arg else module.get_config()
+  except (ValueError, KeyError, TypeError) as e:
+    raise ConfigError("--config", f"{spec}: {str(e).rstrip('.')}",
+                      "use one of the arguments the config file's docstring lists") from e
 
 
 def diagnose_overrides(argv: list[str]) -> Optional[ConfigError]:
@@ -218,6 +225,14 @@ def parse_flags(argv: list[str]) -> list[str]:
   """
   import sys  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
+  for spec in (a.split("=", 1)[1] for a in argv if a.startswith("--config=")):
+    path = spec.partition(":")[0]
+    if not os.path.isfile(path):
+      problem = "is a directory, not a config file" if os.path.isdir(path) else "does not exist"
+      error = ConfigError("--config", f"{path} {problem}",
+                          "pass --config=configs/<method>/<exp>.py[:arg]")
+      sys.stderr.write(f"Error: {error}\n")
+      sys.exit(2)
   try:
     return flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:

@@ -29,7 +29,6 @@ from jax import lax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from common import chunk_loop
 from common import parallel

@@ -152,3 +152,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains and evaluates; resumes from ``workdir``. Returns the results dict of the loop."""
   train_loop.check_config(config)
   return train_loop.run(config, workdir, make_task(config))
+
+
+def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Tests the best state of a (finished or stopped) run in ``workdir``; writes results.json."""
+  results = train_loop.evaluate_checkpoint(config, workdir, make_task(config))
+  if jax.process_index() == 0:
+    from common import metric_writers  # pylint: disable=g-import-not-at-top
+    print(metric_writers.format_table([dict(split=s, **results[s]) for s in ("valid", "test")]))
+  return results
+

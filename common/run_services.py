@@ -23,19 +23,111 @@ two drivers built on it.
 
 from __future__ import annotations
 
+import datetime
+import fcntl
 import json
 import math
 import os
 import signal
+import socket
+import sys
 from typing import Any, Mapping, Optional
 
+from absl import logging
 import jax
 import numpy as np
 import tqdm
 
 from common import metric_writers
 from common import train_state as ts
+from common import checkpoints
 from common.checkpoints import Checkpointer
+
+
+class WorkdirInUseError(RuntimeError):
+  """Another live run holds the workdir."""
+
+
+class WorkdirError(OSError):
+  """The workdir cannot be created or written."""
+
+
+def prepare_workdir(workdir: str) -> None:
+  """Creates ``workdir`` and checks that files can be written in it, before any work is done.
+
+  Raises:
+    WorkdirError: one line naming the directory, the reason and the fix.
+  """
+  if "://" in workdir:
+    return
+  probe = os.path.join(workdir, f".write_test.{os.getpid()}")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.unlink(probe)
+  except OSError as e:
+    raise WorkdirError(
+        f"The workdir {workdir} cannot be written ({e.strerror or e}). Fix: give --workdir a "
+        "directory you can write to (or fix its permissions); nothing was run.") from None
+
+
+class WorkdirLock:
+  """An exclusive hold on a workdir by one run (process 0 of it), released when the run ends.
+
+  ``<workdir>/run.lock`` holds the owner's pid, host, start time and command, and an advisory
+  ``flock`` on it. The kernel drops the flock when its process dies, however it dies, so a lock
+  left by a killed run is found stale (its file is there, its flock is not) and taken over; a
+  live run's lock stops the second run at once, naming the first.
+  """
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, "run.lock")
+    self._file = None
+
+  def acquire(self) -> Optional[dict]:
+    """Takes the lock; returns the stale owner's record if it took one over, else None."""
+    f = open(self.path, "a+")
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      f.seek(0)
+      owner = _read_owner(f.read())
+      f.close()
+      raise WorkdirInUseError(
+          f"{os.path.dirname(self.path)} is in use by another run (pid {owner.get('pid', '?')} "
+          f"on {owner.get('host', '?')}, started {owner.get('started', '?')}: "
+          f"{owner.get('command', '?')}). Two runs in one workdir would mix their checkpoints "
+          "and metrics: wait for it to finish, stop it, or give this run another --workdir.")
+    f.seek(0)
+    stale = _read_owner(f.read()) or None
+    f.seek(0)
+    f.truncate()
+    f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                        "started": datetime.datetime.now().isoformat(timespec="seconds"),
+                        "command": " ".join(sys.argv)}))
+    f.flush()
+    self._file = f
+    return stale
+
+  def release(self) -> None:
+    if self._file is None:
+      return
+    try:
+      os.unlink(self.path)
+    except OSError:
+      pass
+    fcntl.flock(self._file, fcntl.LOCK_UN)
+    self._file.close()
+    self._file = None
+
+
+def _read_owner(text: str) -> dict:
+  try:
+    owner = json.loads(text) if text.strip() else {}
+  except json.JSONDecodeError:
+    owner = {}
+  return owner if isinstance(owner, dict) else {}
 
 
 class RunServices:
@@ -53,7 +145,14 @@ class RunServices:
                progress_bar: bool = True, sigkill_at_step: int = -1):
     self.workdir = workdir
     self.main = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
+    prepare_workdir(workdir)
+    self._lock = None
+    if self.main and "://" not in workdir:  # object stores (gs://) have no file locks
+      self._lock = WorkdirLock(workdir)
+      stale = self._lock.acquire()
+      if stale:
+        print(f"Took over the lock of an earlier run that is gone (pid {stale.get('pid')} on "
+              f"{stale.get('host')}, started {stale.get('started')}).", flush=True)
     self.checkpointer = Checkpointer(workdir, every=checkpoint_every, keep=keep_checkpoints)
     self.writer = metric_writers.MetricWriter(workdir)
     self.checkpointer.install_preemption_handler()
@@ -65,7 +164,7 @@ class RunServices:
   # -- resume --------------------------------------------------------------------------------------
 
   def restore(self, template: Any) -> Optional[tuple[Any, dict]]:
-    """The newest checkpoint as ``(state, record)``, or None in a fresh workdir.
+    """The newest checkpoint that restores, as ``(state, record)``; None in a fresh workdir.
 
     Args:
       template: the state's structure: a state, or ``jax.eval_shape`` of its initialiser (no
@@ -73,19 +172,36 @@ class RunServices:
 
     Returns:
       ``state`` with host (numpy) arrays in the template's structure, and the JSON record saved
-      with it. Metric lines logged after the checkpoint's step are dropped: the resumed run logs
-      them again.
+      with it. A damaged checkpoint (a truncated file, a broken record) is skipped with a
+      warning that names its step and the error, and moved to ``<workdir>/corrupt_checkpoints``
+      for inspection; the next newest one is tried. Metric lines logged after the restored step
+      are dropped: the resumed run logs them again.
+
+    Raises:
+      checkpoints.CheckpointMismatchError: the checkpoint is whole but belongs to another config.
     """
-    restored = self.checkpointer.restore(ts.state_dict(template))
-    if restored is None:
-      return None
-    saved, record = restored
-    state = ts.restore_from_dict(template, saved)
-    step = int(record["step"])
-    self.writer.truncate_after(step)
-    if self.main:
-      print(f"Resumed from checkpoint step {step}.", flush=True)
-    return state, record
+    for step in sorted(self.checkpointer.all_steps(), reverse=True):
+      try:
+        restored = self.checkpointer.restore(ts.state_dict(template), step)
+      except checkpoints.CheckpointMismatchError:
+        raise
+      except Exception as e:  # pylint: disable=broad-except  (any damage: orbax, tensorstore, json)
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        moved = self.checkpointer.quarantine(step) if self.main else "(left in place)"
+        message = (f"Checkpoint step {step} could not be restored ({type(e).__name__}: {reason}); "
+                   f"skipped it and moved it to {moved} for inspection.")
+        logging.warning("%s", message)
+        if self.main:
+          print(message, flush=True)
+        continue
+      saved, record = restored
+      state = ts.restore_from_dict(template, saved)
+      step = int(record["step"])
+      self.writer.truncate_after(step)
+      if self.main:
+        print(f"Resumed from checkpoint step {step}.", flush=True)
+      return state, record
+    return None
 
   # -- saves and preemption ------------------------------------------------------------------------
 
@@ -117,28 +233,42 @@ class RunServices:
 
   # -- the NaN guard -------------------------------------------------------------------------------
 
-  def check_finite(self, step: int, value: Any, hint: str = "") -> None:
-    """Queues ``value`` (a device scalar, or an array over seeds) and checks the previous one."""
+  def check_finite(self, step: int, value: Any, inputs: Any = None, hint: str = "") -> None:
+    """Queues ``value`` (a device scalar, or an array over seeds) and checks the previous one.
+
+    ``inputs`` (e.g. the host batch of that step) is looked at only if the value is not finite,
+    so that the error can say whether the data held non-finite numbers.
+    """
     self.flush_checks()
-    self._pending = (step, value, hint)
+    self._pending = (step, value, inputs, hint)
 
   def flush_checks(self) -> None:
     """Checks the queued value now; raises ``FloatingPointError`` if any entry is not finite."""
     if self._pending is None:
       return
-    step, value, hint = self._pending
+    step, value, inputs, hint = self._pending
     self._pending = None
     values = np.asarray(jax.device_get(value), np.float64).reshape(-1)
     bad = ~np.isfinite(values)
-    if bad.any():
-      self.checkpointer.wait()
-      last = self.checkpointer.latest_step()
-      which = f" (seed(s) {np.flatnonzero(bad).tolist()})" if values.size > 1 else ""
-      raise FloatingPointError(
-          f"Non-finite loss ({values[bad][0]}) at step {step}{which}. Stopped; the last good "
-          f"checkpoint (step {last}) is intact in {self.checkpointer.directory}. "
-          f"{hint or 'Lower optim.learning_rate or set optim.grad_clip_norm'}, then rerun with "
-          f"the same --workdir to resume from it.")
+    if not bad.any():
+      return
+    self.checkpointer.wait()
+    last = self.checkpointer.latest_step()
+    which = f" (seed(s) {np.flatnonzero(bad).tolist()})" if values.size > 1 else ""
+    if last is None:
+      kept = ("No checkpoint had been written yet, so a rerun starts from the beginning")
+    else:
+      kept = (f"The last good checkpoint (step {last}) is intact in "
+              f"{self.checkpointer.directory}; a rerun with the same --workdir resumes from it")
+    bad_inputs = _non_finite_inputs(inputs)
+    if bad_inputs:
+      cause = (f"The inputs of that step hold non-finite values ({bad_inputs}): fix the data "
+               "(e.g. NaN or inf features or labels) rather than the learning rate")
+    else:
+      cause = hint or ("The inputs were finite: lower optim.learning_rate or set "
+                       "optim.grad_clip_norm")
+    raise FloatingPointError(
+        f"Non-finite loss ({values[bad][0]}) at step {step}{which}. Stopped. {kept}. {cause}.")
 
   # -- metrics and progress ------------------------------------------------------------------------
 
@@ -173,7 +303,7 @@ class RunServices:
     if not self.main:
       return
     metric_writers.atomic_write_text(os.path.join(self.workdir, "results.json"),
-                                     json.dumps(_jsonable(results), indent=2, sort_keys=True))
+                                     json.dumps(jsonable(results), indent=2, sort_keys=True))
     if rows:
       print(metric_writers.format_table(rows, columns), flush=True)
 
@@ -186,9 +316,11 @@ class RunServices:
     self.checkpointer.close()
 
   def close(self) -> None:
-    """``end_training`` (if not done yet) and closes the metric writer."""
+    """``end_training`` (if not done yet), closes the metric writer and releases the workdir."""
     self.end_training()
     self.writer.close()
+    if self._lock is not None:
+      self._lock.release()
 
 def flatten_seed_axis(metrics: Mapping[str, Any]) -> dict[str, float]:
   """``{name: scalar or [S] array}`` -> ``{name: mean, name/seed_k: value_k}`` as floats."""
@@ -205,13 +337,28 @@ def flatten_seed_axis(metrics: Mapping[str, Any]) -> dict[str, float]:
   return row
 
 
-def _jsonable(x: Any) -> Any:
+def _non_finite_inputs(inputs: Any) -> str:
+  """``"x: 3 of 512"``-style description of the non-finite floats in ``inputs`` ('' if none)."""
+  if inputs is None:
+    return ""
+  found = []
+  for path, leaf in jax.tree_util.tree_flatten_with_path(inputs)[0]:
+    arr = np.asarray(leaf)
+    if np.issubdtype(arr.dtype, np.floating):
+      n = int(np.size(arr) - np.isfinite(arr).sum())
+      if n:
+        found.append(f"{jax.tree_util.keystr(path)}: {n} of {arr.size}")
+  return ", ".join(found)
+
+
+def jsonable(x: Any) -> Any:
+  """``x`` with arrays as lists and non-finite floats as strings, for ``json.dumps``."""
   if isinstance(x, Mapping):
-    return {str(k): _jsonable(v) for k, v in x.items()}
+    return {str(k): jsonable(v) for k, v in x.items()}
   if isinstance(x, (list, tuple)):
-    return [_jsonable(v) for v in x]
+    return [jsonable(v) for v in x]
   if isinstance(x, (np.ndarray, jax.Array)):
-    return _jsonable(np.asarray(x).tolist())
+    return jsonable(np.asarray(x).tolist())
   if isinstance(x, (np.floating, float)):
     return float(x) if math.isfinite(float(x)) else str(float(x))
   if isinstance(x, np.integer):

@@ -22,6 +22,7 @@ the progress bar, ``results.json``) do the rest, as they do for the scan-chunk d
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import time
@@ -35,6 +36,7 @@ import numpy as np
 
 from common import config_checks
 from common import distributed
+from common import metric_writers
 from common import parallel
 from common import run_services
 from common import train_state as ts
@@ -97,6 +99,14 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                           f"set --config.train.{key}=0 to disable, or a positive int")
   config_checks.require(t.keep_checkpoints >= 1, "train.keep_checkpoints",
                         f"must be >= 1, got {t.keep_checkpoints}", "keep at least one")
+  o = config.optim
+  config_checks.require(math.isfinite(o.learning_rate) and o.learning_rate > 0,
+                        "optim.learning_rate", f"must be a finite number > 0, got "
+                        f"{o.learning_rate}", "set --config.optim.learning_rate=1e-3 (for example)")
+  for key in ("weight_decay", "grad_clip_norm", "warmup_steps"):
+    config_checks.require(math.isfinite(o[key]) and o[key] >= 0, f"optim.{key}",
+                          f"must be a finite number >= 0, got {o[key]}",
+                          f"set --config.optim.{key}=0 to disable it")
 
 
 def _poison_at(step_fn: parallel.StepFn, nan_step: int) -> parallel.StepFn:
@@ -124,6 +134,13 @@ def initial_state(init_fn: Callable[[jax.Array], Any], rng: jax.Array,
   return jax.device_get(jax.jit(init_fn)(rng)), None
 
 
+def stopped_message(workdir: str, step: int, stop_reason: str) -> str:
+  """What a run that stopped before its final evaluation prints: how to get its results."""
+  return (f"The run stopped at step {step} ({stop_reason}) before its test evaluation; its "
+          f"checkpoints are in {workdir}. Rerun the same command to resume it, or evaluate its "
+          f"best state now: python scripts/evaluate.py --workdir={workdir}")
+
+
 def _mean_metrics(dp: parallel.DataParallel, history: list) -> dict:
   rows = [dp.to_host(m) for m in history]
   return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
@@ -143,7 +160,17 @@ def run(config: ml_collections.ConfigDict, workdir: str, task: Task) -> dict:
   services = run_services.RunServices(
       workdir, checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
       progress_bar=t.progress_bar, sigkill_at_step=config.debug.sigkill_at_step)
-  best_ckpt = Checkpointer(os.path.join(workdir, "best"), every=0, keep=1, async_save=False)
+  try:
+    return _run(config, task, dp, services)
+  finally:
+    services.close()
+
+
+def _run(config, task: Task, dp: parallel.DataParallel,
+         services: run_services.RunServices) -> dict:
+  t = config.train
+  best_ckpt = Checkpointer(os.path.join(services.workdir, "best"), every=0, keep=1,
+                           async_save=False)
 
   state, record = initial_state(task.init_state, jax.random.PRNGKey(config.seed), services)
   start, best, best_step, bad_evals = 0, -math.inf, None, 0
@@ -168,9 +195,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, task: Task) -> dict:
   dstate = dp.replicate(state)
   del state
 
-  def record_now():
-    return {"data": task.train_iter.get_state(), "best": best, "best_step": best_step,
-            "bad_evals": bad_evals}
+  def record_now(stop_reason=None):
+    record = {"data": task.train_iter.get_state(), "best": best, "best_step": best_step,
+              "bad_evals": bad_evals}
+    if stop_reason is not None:
+      record["stop_reason"] = stop_reason
+    return record
 
   history, step, stop_reason = [], start, "num_steps"
   services.start_progress(t.num_steps, initial=start)
@@ -179,9 +209,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, task: Task) -> dict:
     for step in range(start + 1, t.num_steps + 1):
       if refresh is not None and (step - 1) % task.refresh_every == 0:
         dstate = refresh(dstate, *consts)
-      batch = dp.shard_batch(next(task.train_iter))
-      dstate, metrics = train_step(dstate, batch, *consts)
-      services.check_finite(step, metrics["loss"])
+      local_batch = next(task.train_iter)
+      dstate, metrics = train_step(dstate, dp.shard_batch(local_batch), *consts)
+      services.check_finite(step, metrics["loss"], inputs=local_batch)
       history.append(metrics)
       services.progress(1)
       last = step == t.num_steps
@@ -211,10 +241,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, task: Task) -> dict:
             last = True
 
       preempted = services.preempted(step)
-      if services.should_save(step) or last or preempted:
-        services.save(step, dp.to_host(dstate), record_now(), force=last or preempted)
       if preempted:
         stop_reason = "preempted (SIGTERM)"
+      if services.should_save(step) or last or preempted:
+        services.save(step, dp.to_host(dstate),
+                      record_now(stop_reason if last or preempted else None),
+                      force=last or preempted)
+      if preempted:
         break
       services.maybe_kill(step)
       if last:
@@ -235,7 +268,61 @@ def run(config: ml_collections.ConfigDict, workdir: str, task: Task) -> dict:
     services.writer.write(step, "test", results["test"])
   best_ckpt.close()
   rows = [dict(split=s, **results[s]) for s in ("valid", "test") if s in results]
-  services.write_results(results, rows)
+  if "test" in results:
+    services.write_results(results, rows)
+  elif services.main:
+    print(stopped_message(services.workdir, step, stop_reason), flush=True)
   services.close()
   results["state"] = dp.to_host(dstate)
   return results
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, task: Task) -> dict:
+  """Tests the best state of a run in ``workdir``, finished or not (``scripts/evaluate.py``).
+
+  The state is ``<workdir>/best`` (the best validation score so far), else the newest checkpoint.
+  ``results.json`` is written as at the end of a run, marked with the step the run had reached,
+  the reason it ended (from its last checkpoint; ``stopped before its end`` if it has none, e.g.
+  a kill) and the step of the evaluated state.
+
+  Raises:
+    FileNotFoundError: ``workdir`` holds no checkpoint.
+  """
+  if task.evaluate is None:
+    raise ValueError("This task has no evaluation.")
+  dp = parallel.DataParallel(config.parallel.mode, config.parallel.num_devices)
+  lock = run_services.WorkdirLock(workdir) if jax.process_index() == 0 else None
+  if lock is not None:
+    lock.acquire()
+  try:
+    template = jax.eval_shape(task.init_state, jax.random.PRNGKey(config.seed))
+    last = Checkpointer(workdir, every=0, async_save=False)
+    best = Checkpointer(os.path.join(workdir, "best"), every=0, keep=1, async_save=False)
+    try:
+      last_step = last.latest_step()
+      if last_step is None:
+        raise FileNotFoundError(f"{workdir} holds no checkpoint: nothing to evaluate (train first:"
+                                " python scripts/train.py --config=... --workdir=...).")
+      _, record = last.restore(ts.state_dict(template), last_step)
+      source = best if best.latest_step() is not None else last
+      saved, _ = source.restore(ts.state_dict(template))
+      evaluated_step = source.latest_step()
+    finally:
+      last.close()
+      best.close()
+    dstate = dp.replicate(ts.restore_from_dict(template, saved))
+    results = {"step": last_step,
+               "stop_reason": record.get("stop_reason", "stopped before its end"),
+               "best_step": record.get("best_step"), "evaluated_step": evaluated_step,
+               "evaluated_by": "scripts/evaluate.py",
+               "valid": task.evaluate(dstate, dp, "valid"),
+               "test": task.evaluate(dstate, dp, "test")}
+    if jax.process_index() == 0:
+      metric_writers.atomic_write_text(
+          os.path.join(workdir, "results.json"),
+          json.dumps(run_services.jsonable(results), indent=2, sort_keys=True))
+    return results
+  finally:
+    if lock is not None:
+      lock.release()
+

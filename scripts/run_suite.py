@@ -84,7 +84,9 @@ def _run_all():
       if os.path.exists(done):
         with open(done) as f:
           res = json.load(f)
-      if res is None or "test" not in res:  # not run yet, or stopped before its test (preempted)
+      # Not run yet, or stopped before its end (preempted; or tested by scripts/evaluate.py from a
+      # stopped run's best checkpoint, which is not the finished run's result).
+      if res is None or "test" not in res or "evaluated_by" in res:
         os.makedirs(run_dir, exist_ok=True)
         config_checks.save_run_config(config, run_dir)
         out = methods.get_trainer(config.method)(config, run_dir)

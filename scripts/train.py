@@ -15,7 +15,6 @@ Multi-host: start the same command on every host, with ``--coordinator_address``
 ``--distributed_auto`` on TPU pods / SLURM); see the README, "At scale".
 """
 
-import os
 import sys
 
 from absl import app
@@ -26,6 +25,7 @@ from ml_collections import config_flags
 from common import config_checks
 from common import distributed
 from common import methods
+from common import run_services
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file: configs/<method>/<exp>.py[:arg].", lock_config=True)
@@ -47,13 +47,13 @@ def main(argv):
   distributed.initialize(_COORD.value, _NPROC.value, _PID.value, auto=_AUTO.value)
   config = _CONFIG.value
   workdir = _WORKDIR.value
-  os.makedirs(workdir, exist_ok=True)
   try:
+    run_services.prepare_workdir(workdir)
     trainer = methods.get_trainer(config.method)
     config_checks.save_run_config(config, workdir, write=distributed.is_main_process())
     trainer(config, workdir)
-  except config_checks.ConfigError as e:
-    logging.error("%s", e)
+  except (config_checks.ConfigError, run_services.WorkdirError,
+          run_services.WorkdirInUseError) as e:
     sys.stderr.write(f"Error: {e}\n")
     sys.exit(2)
 

@@ -9,6 +9,7 @@ broken by file order. ``arg="implicit4"`` keeps ratings >= 4 only.
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config(arg=None):
@@ -27,7 +28,8 @@ def get_config(arg=None):
       encoding="auto",
   ))
   config.preprocess = ml_collections.ConfigDict(dict(
-      rating_threshold=None, user_core=5, item_core=5, dedup=False, tie_break="file_order",
+      rating_threshold=config_dict.placeholder(float),
+      user_core=5, item_core=5, dedup=False, tie_break="file_order",
       split="leave_one_out"))
   if arg == "implicit4":
     config.name = "ml100k_implicit4"

@@ -9,6 +9,7 @@ all ratings are interactions, 5-core, leave-one-out by timestamp (ties: file ord
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 _FOLDERS = {"ml-100k": "ml-100k", "ml-1m": "ml-1m", "ml-10m": "ml-10M100K"}
 
@@ -25,7 +26,8 @@ def get_config(arg=None):
       format="movielens", path=f"../shared/data/{_FOLDERS[release]}", variant=release,
       encoding="auto"))
   config.preprocess = ml_collections.ConfigDict(dict(
-      rating_threshold=None, user_core=5, item_core=5, dedup=False, tie_break="file_order",
+      rating_threshold=config_dict.placeholder(float),
+      user_core=5, item_core=5, dedup=False, tie_break="file_order",
       split="leave_one_out"))
   config.item_features = ml_collections.ConfigDict({
       "title": {"kind": "text"},

@@ -10,6 +10,7 @@ The generator and its knobs are described in common/data/synthetic.py and docs/d
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 _SIZES = {
     "tiny": dict(num_users=300, num_items=200, num_categories=8, num_tags=16, mean_length=20),
@@ -49,7 +50,8 @@ def get_config(arg=None):
   ))
   config.source.update(_SIZES[size])
   config.preprocess = ml_collections.ConfigDict(dict(
-      rating_threshold=None, user_core=0, item_core=0, dedup=False, tie_break="file_order",
+      rating_threshold=config_dict.placeholder(float),
+      user_core=0, item_core=0, dedup=False, tie_break="file_order",
       split="leave_one_out"))
   config.item_features = ml_collections.ConfigDict({
       "category": {"kind": "categorical"},

@@ -10,10 +10,13 @@ kind; a multi-valued column is split on ``sep``. Dense vectors come from a ``.np
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config(arg=None):
   """Returns the data config; ``arg`` may be ``time`` for a global time split."""
+  if arg not in (None, "", "time"):
+    raise ValueError(f"configs/data/table.py: unknown arg {arg!r}; use time or nothing.")
   config = ml_collections.ConfigDict()
   config.name = "my_table_data"
   config.source = ml_collections.ConfigDict(dict(
@@ -32,7 +35,8 @@ def get_config(arg=None):
       encoding="auto",
   ))
   config.preprocess = ml_collections.ConfigDict(dict(
-      rating_threshold=None, user_core=5, item_core=5, dedup=True, tie_break="file_order",
+      rating_threshold=config_dict.placeholder(float),
+      user_core=5, item_core=5, dedup=True, tie_break="file_order",
       split="time" if arg == "time" else "leave_one_out", valid_frac=0.1, test_frac=0.1))
   config.item_features = ml_collections.ConfigDict({
       # "category": {"kind": "categorical"},

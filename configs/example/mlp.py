@@ -26,4 +26,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.train.checkpoint_every = 20
     c.model.hidden = (32,)
     c.data.eval_examples = 256
+  elif arg:
+    raise ValueError(f"configs/example/mlp.py: unknown arg {arg!r}; use runlocal or nothing.")
   return c
