@@ -16,7 +16,7 @@ See docs/data.md for formats, config keys and the rules (tie-break, split, paddi
 from common.data.batching import (EvalBatches, SequenceBatches, StridedWindowBatches,
                                   TwoTowerBatches)
 from common.data.dataset import RecDataset, build_dataset, read_source
-from common.data.errors import DataError
+from common.data.errors import DataError, DataWarning
 from common.data.schema import KINDS, FieldSpec
 from common.data.stats import format_summary, summarize
 
@@ -32,8 +32,8 @@ def __getattr__(name):
 
 
 __all__ = [
-    "DataError", "EvalBatches", "FieldSpec", "KINDS", "RecData", "RecDataset", "SequenceBatches",
-    "StridedWindowBatches",
+    "DataError", "DataWarning", "EvalBatches", "FieldSpec", "KINDS", "RecData", "RecDataset",
+    "SequenceBatches", "StridedWindowBatches",
     "TwoTowerBatches", "build_dataset", "dataset_dir", "format_summary", "load", "load_prepared",
     "prepare", "read_source", "summarize", "write_prepared",
 ]

@@ -9,27 +9,45 @@ The data config (an ml_collections ConfigDict or a plain dict; see configs/data/
                   split).
   item_features   field name -> options (see features.py); ``user_features`` likewise.
   auto_features   also add every column the options do not name, with its default kind.
+  min_feature_match  the share of the data set's items (users) a feature table or vector file
+                  should have rows for (default 0.9): below it a warning, none at all an error.
 
+``CONFIG_DEFAULTS`` lists the top-level keys; an unknown top-level or ``preprocess`` key, a
+negative k-core or an empty separator is an error naming the key, raised before any file is read.
 Relative paths in a config are taken against the repository root.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import os
 from typing import Any, Optional
 
 import numpy as np
 
 from common.data import features as features_lib
 from common.data import movielens, readers, synthetic
-from common.data.errors import DataError
+from common.data.errors import DataError, check_separator, config_error, suggest
 from common.data.parsing import resolve_path
-from common.data.preprocess import preprocess
+from common.data.preprocess import check_core, preprocess
 from common.data.raw import RawData, canonical_ids
 from common.data.schema import FieldSpec
 
 FORMATS = ("recbole_atomic", "movielens", "sequence_text", "table", "synthetic")
 PARTS = ("train", "train_valid", "all")
+# The data config's top-level keys and their defaults (``source`` is required).
+CONFIG_DEFAULTS = {
+    "name": "dataset",
+    "source": {},
+    "preprocess": {},
+    "item_features": {},
+    "user_features": {},
+    "auto_features": True,
+    "min_feature_match": features_lib.DEFAULT_MIN_FEATURE_MATCH,
+}
+# Formats whose source.path is a folder; the others read one file.
+_FOLDER_FORMATS = ("recbole_atomic", "movielens")
 
 
 @dataclasses.dataclass
@@ -159,12 +177,20 @@ def read_source(source: dict, item_fields: Optional[dict] = None,
   if not source.get("path"):
     raise DataError(f"data.source.path is required for format {fmt!r}.")
   path = resolve_path(source["path"])
+  if fmt in _FOLDER_FORMATS and os.path.isfile(path):
+    raise DataError(f"source.path is a file, but format {fmt!r} reads a folder; set it to the "
+                    "folder that holds the files.", path=path)
+  if fmt not in _FOLDER_FORMATS and os.path.isdir(path):
+    raise DataError(f"source.path is a directory, but format {fmt!r} reads one file; set it to "
+                    "the events file inside it.", path=path)
   enc = source.get("encoding", "auto")
   opt = lambda k: resolve_path(source[k]) if source.get(k) else None
   if fmt == "recbole_atomic":
-    keys = ("dataset", "user_field", "item_field", "rating_field", "time_field", "seq_separator")
-    return readers.read_recbole_atomic(path, encoding=enc,
-                                       **{k: source[k] for k in keys if source.get(k)})
+    keys = ("dataset", "user_field", "item_field", "rating_field", "time_field")
+    kwargs = {k: source[k] for k in keys if source.get(k)}
+    if source.get("seq_separator") is not None:  # "" is refused by the reader, not skipped
+      kwargs["seq_separator"] = source["seq_separator"]
+    return readers.read_recbole_atomic(path, encoding=enc, **kwargs)
   if fmt == "movielens":
     return movielens.read_movielens(path, source.get("variant"), encoding=enc)
   file_cols = lambda fields: ({k: v for k, v in fields.items() if not v.get("path")}
@@ -203,6 +229,39 @@ def _dense_files(fields: dict) -> dict:
   return out
 
 
+_PREPROCESS_KEYS = tuple(p for p in inspect.signature(preprocess).parameters if p != "inter")
+
+
+def check_config(cfg: dict) -> None:
+  """Checks a data config's keys and the values that would otherwise be misread silently.
+
+  Runs before any file is read. Wrong types deeper down are reported where they are used.
+
+  Raises:
+    DataError: a config error naming the key and the fix.
+  """
+  for key in cfg:
+    if key not in CONFIG_DEFAULTS:
+      raise config_error(key, "unknown data config key", suggest(key, CONFIG_DEFAULTS))
+  pre = cfg.get("preprocess") or {}
+  for key, value in pre.items():
+    if key not in _PREPROCESS_KEYS:
+      raise config_error(f"preprocess.{key}", "unknown key", suggest(key, _PREPROCESS_KEYS))
+  for key in ("user_core", "item_core"):
+    check_core(key, pre.get(key, 0))
+  share = cfg.get("min_feature_match", CONFIG_DEFAULTS["min_feature_match"])
+  if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+    raise config_error("min_feature_match", f"a share in [0, 1] is expected, got {share!r}",
+                       f"set it to e.g. {CONFIG_DEFAULTS['min_feature_match']} (the default), or "
+                       "0 to accept any partial match")
+  src = cfg.get("source") or {}
+  for key in ("separator", "seq_separator"):
+    check_separator(f"source.{key}", src.get(key))
+  for section in ("item_features", "user_features"):
+    for name, opts in (cfg.get(section) or {}).items():
+      check_separator(f"{section}.{name}.sep", (opts or {}).get("sep"))
+
+
 def build_dataset(config) -> RecDataset:
   """Reads, preprocesses and featurises a data set as its config says, in memory.
 
@@ -216,6 +275,7 @@ def build_dataset(config) -> RecDataset:
     DataError: any problem with the input, located by file, line and column.
   """
   cfg = to_plain(config)
+  check_config(cfg)
   name = cfg.get("name") or "dataset"
   item_fields = cfg.get("item_features") or {}
   user_fields = cfg.get("user_features") or {}
@@ -227,10 +287,11 @@ def build_dataset(config) -> RecDataset:
   pre.setdefault("rating_column", src.get("rating_field") or src.get("rating_col") or "rating")
   pre.setdefault("time_column", src.get("time_field") or src.get("time_col") or "timestamp")
   seqs = preprocess(raw.interactions, **pre)
+  share = cfg.get("min_feature_match", CONFIG_DEFAULTS["min_feature_match"])
   specs, arrays, vocabs = features_lib.build_features(
-      seqs.item_raw_ids, raw.items, raw.dense, item_fields, auto, "item_id")
+      seqs.item_raw_ids, raw.items, raw.dense, item_fields, auto, "item_id", share)
   user_specs, user_arrays, user_vocabs = features_lib.build_features(
-      seqs.user_raw_ids, raw.users, None, user_fields, auto, "user_id")
+      seqs.user_raw_ids, raw.users, None, user_fields, auto, "user_id", share)
   return RecDataset(name=name, offsets=seqs.offsets, items=seqs.items,
                     timestamps=seqs.timestamps, n_train=seqs.n_train, n_valid=seqs.n_valid,
                     item_raw_ids=seqs.item_raw_ids, user_raw_ids=seqs.user_raw_ids,

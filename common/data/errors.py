@@ -7,8 +7,9 @@ file needs the line, not a traceback from deep inside numpy.
 
 from __future__ import annotations
 
+import difflib
 import os
-from typing import Optional
+from typing import Iterable, Optional
 
 
 class DataError(ValueError):
@@ -42,6 +43,56 @@ class DataError(ValueError):
     return ", ".join(where) + ": " + self.reason
 
 
+class DataWarning(UserWarning):
+  """Input that was read, but maybe not as the user meant (a fallback encoding, a feature table
+  that covers only part of the items). The message names the file and the setting that decides.
+  """
+
+
+def config_error(key: str, problem: str, fix: str, path: Optional[str] = None) -> DataError:
+  """A DataError about one data config key, worded like ``common.config_checks.ConfigError``.
+
+  Args:
+    key: the dotted key inside the data config (``preprocess.user_core``).
+    problem: what is wrong with its value.
+    fix: what to set instead.
+    path: the file the key applies to, if any.
+  """
+  return DataError(f"config key '{key}': {problem}. Fix: {fix}.", path=path)
+
+
+def check_separator(key: str, sep: Optional[str], path: Optional[str] = None,
+                    single_char: bool = False) -> None:
+  """Refuses an empty separator (``str.split("")`` cannot split) or, for csv, a long one.
+
+  Args:
+    key: the config key that set it, for the message (``source.separator``).
+    sep: the separator; None means the reader's default and is fine.
+    path: the file it applies to.
+    single_char: the csv module needs exactly one character.
+
+  Raises:
+    DataError: a config error naming ``key``.
+  """
+  if sep is None:
+    return
+  if not isinstance(sep, str) or sep == "":
+    raise config_error(key, f"the separator is {sep!r}, which cannot split anything",
+                       "remove the key for the default, or set one or more characters, e.g. ','",
+                       path)
+  if single_char and len(sep) != 1:
+    raise config_error(key, f"the delimiter {sep!r} is not one character, which csv needs",
+                       "set one character, e.g. ',' or ';'", path)
+
+
+def suggest(key: str, known: Iterable[str]) -> str:
+  """``did you mean 'x'?`` for a mistyped key, or the list of valid keys."""
+  known = sorted(known)
+  close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+  hint = f"did you mean '{close[0]}'? " if close else ""
+  return hint + "valid keys: " + ", ".join(known)
+
+
 def require_file(path: str, what: str = "data file") -> str:
   """Returns ``path`` if it is an existing file, else raises a DataError naming it.
 
@@ -56,7 +107,8 @@ def require_file(path: str, what: str = "data file") -> str:
     raise DataError(f"the {what} does not exist (give an existing path in the data config).",
                     path=path)
   if os.path.isdir(path):
-    raise DataError(f"the {what} is a directory, expected a file.", path=path)
+    raise DataError(f"the {what} is a directory, not a file; give the file's path in the data "
+                    "config.", path=path)
   return path
 
 

@@ -24,22 +24,28 @@ from __future__ import annotations
 
 import collections
 from typing import Optional
+import warnings
 
 import numpy as np
 
-from common.data.errors import DataError
+from common.data.errors import DataError, DataWarning, check_separator
 from common.data.raw import DenseTable, RawColumn, RawTable, canonical_ids
 from common.data.schema import FieldSpec
 
 DEFAULT_KIND = {"token": "categorical", "token_seq": "multi", "float": "numeric",
                 "float_seq": "dense", "text": "text"}
 PAD_TOKEN = "[PAD]"
+# The data config's ``min_feature_match``: the share of a data set's items (users) a feature table
+# must have rows for before a warning says the rest get all-zero features.
+DEFAULT_MIN_FEATURE_MATCH = 0.9
 
 
 def build_features(raw_ids: np.ndarray, table: Optional[RawTable],
                    dense: Optional[dict[str, DenseTable]] = None,
                    fields: Optional[dict[str, dict]] = None, auto: bool = True,
-                   id_field: str = "item_id") -> tuple[list[FieldSpec], dict, dict]:
+                   id_field: str = "item_id",
+                   min_match: float = DEFAULT_MIN_FEATURE_MATCH
+                   ) -> tuple[list[FieldSpec], dict, dict]:
   """Builds the feature arrays of one entity (items or users).
 
   Args:
@@ -49,12 +55,15 @@ def build_features(raw_ids: np.ndarray, table: Optional[RawTable],
     fields: field name -> options (see the module docstring); fields come out in this order.
     auto: also add every table column not named in ``fields``, with its default kind.
     id_field: the name of the id field, which comes first.
+    min_match: warn (``DataWarning``) when a table or vector file has rows for fewer than this
+      share of the entities; none at all is an error.
 
   Returns:
     (field specs, name -> array, name -> vocabulary dict). The id field maps id i to i.
 
   Raises:
-    DataError: a configured column is absent or a value has the wrong type.
+    DataError: a configured column is absent, a value has the wrong type, or a feature table
+      matches none of the ids.
   """
   fields = dict(fields or {})
   dense = dense or {}
@@ -67,6 +76,7 @@ def build_features(raw_ids: np.ndarray, table: Optional[RawTable],
   if table is not None:
     index = {k: r for r, k in enumerate(table.ids.tolist())}
     row_of[1:] = [index.get(k, -1) for k in raw_ids[1:].tolist()]
+    check_join(row_of[1:] >= 0, raw_ids[1:], table.ids, table.path, id_field, min_match)
     columns = table.columns
     if auto:
       taken = {o.get("column", f) for f, o in fields.items()}
@@ -83,7 +93,7 @@ def build_features(raw_ids: np.ndarray, table: Optional[RawTable],
     if opts.get("kind") == "drop":
       continue
     if name in dense:
-      spec, arr = _dense_from_table(name, dense[name], raw_ids)
+      spec, arr = _dense_from_table(name, dense[name], raw_ids, min_match)
       specs.append(spec)
       arrays[name] = arr
       continue
@@ -99,6 +109,8 @@ def build_features(raw_ids: np.ndarray, table: Optional[RawTable],
       continue
     values = [None if r < 0 else col.values[r] for r in row_of[1:]]
     lines = [None if r < 0 else int(table.lines[r]) for r in row_of[1:]]
+    check_separator(f"{id_field.split('_')[0]}_features.{name}.sep", opts.get("sep"),
+                    table.path)
     builder = _BUILDERS.get(kind)
     if builder is None:
       raise DataError(f"feature field {name!r}: kind {kind!r} is not one of "
@@ -110,6 +122,42 @@ def build_features(raw_ids: np.ndarray, table: Optional[RawTable],
       vocab["column"] = src
       vocabs[name] = vocab
   return specs, arrays, vocabs
+
+
+def check_join(found: np.ndarray, raw_ids: np.ndarray, table_ids: np.ndarray, path: str,
+               id_field: str, min_match: float) -> None:
+  """Checks how many of a data set's ids a feature table (or vector file) has rows for.
+
+  A table that matches none of them is almost always keyed by other ids (another column, another
+  data set, 0- vs 1-based rows): every feature would be silently zero, so that is an error. Fewer
+  than ``min_match`` is a warning with the count and three of the ids that have no row.
+
+  Args:
+    found: bool per entity (padding excluded): the table has a row for it.
+    raw_ids: the entities' raw ids, in the same order.
+    table_ids: the table's ids, for the message.
+    path: the table's file.
+    id_field: ``item_id`` or ``user_id``.
+    min_match: the share below which to warn.
+
+  Raises:
+    DataError: no entity has a row.
+  """
+  n, matched = len(found), int(np.sum(found))
+  if n == 0 or matched >= min_match * n:
+    return
+  what = id_field.split("_")[0]
+  missing = [str(v) for v in np.asarray(raw_ids)[~found][:3]]
+  if matched == 0:
+    raise DataError(
+        f"none of the data set's {n} {what} ids has a row in this table (its ids look like "
+        f"{[str(v) for v in np.asarray(table_ids)[:3]]}, the data set's like {missing}); check "
+        f"the table's id column and that both files use the same {what} ids.", path=path)
+  warnings.warn(DataWarning(
+      f"file {path}: only {matched} of {n} {what}s ({matched / n:.0%}) have a row in this table, "
+      f"below min_feature_match={min_match:g}; the other {n - matched} get all-zero features "
+      f"(e.g. ids {', '.join(missing)}). Fix the ids, or lower the data config's "
+      "min_feature_match to accept this."), stacklevel=3)
 
 
 def _tokens(col: RawColumn, values, lines, path, multi: bool, sep: str) -> list[list[str]]:
@@ -210,8 +258,16 @@ def _dense(name, col, values, lines, opts, path):
   dim = dims.pop() if dims else 1
   arr = np.zeros((len(values) + 1, dim), dtype=np.float32)
   for r, v in enumerate(values, start=1):
-    if v is not None:
-      arr[r] = np.nan_to_num(np.atleast_1d(v))
+    if v is None:
+      continue
+    v = np.atleast_1d(np.asarray(v, np.float32))
+    # A float column's NaN means missing (zeros); anything else that is not finite is bad data.
+    bad = ~np.isfinite(v) & ~(np.isnan(v) if col.type == "float" else False)
+    if bad.any():
+      raise DataError(f"field {name!r}: the vector holds {v[bad][0]}; dense vectors must be "
+                      "finite. Fix the value or remove the line.", path=path, line=lines[r - 1],
+                      column=col.name)
+    arr[r] = np.nan_to_num(v)
   return FieldSpec(name, "dense", dim=dim), arr, None
 
 
@@ -232,10 +288,11 @@ def _text(name, col, values, lines, opts, path):
   return FieldSpec(name, "text"), out, None
 
 
-def _dense_from_table(name: str, table: DenseTable, raw_ids: np.ndarray):
+def _dense_from_table(name: str, table: DenseTable, raw_ids: np.ndarray, min_match: float):
   ids, keys = canonical_ids(table.ids, np.array(raw_ids[1:].tolist()))
   index = {k: r for r, k in enumerate(ids.tolist())}
   rows = np.array([index.get(k, -1) for k in keys.tolist()], dtype=np.int64)
+  check_join(rows >= 0, raw_ids[1:], table.ids, table.path, "item_id", min_match)
   arr = np.zeros((len(raw_ids), table.vectors.shape[1]), dtype=np.float32)
   found = rows >= 0
   arr[1:][found] = table.vectors[rows[found]]

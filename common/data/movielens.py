@@ -33,6 +33,11 @@ _RATING_NAMES = ("user_id", "item_id", "rating", "timestamp")
 _YEAR = re.compile(r"\((\d{4})\)\s*$")
 
 
+def _read(path: str, encoding: str) -> str:
+  # The GroupLens files are Latin-1 by design: ``auto`` falls back to it without a warning.
+  return read_text(path, encoding, latin1_expected=True)
+
+
 def detect_variant(path: str) -> str:
   """Tells the release from the files in ``path``.
 
@@ -80,7 +85,7 @@ def read_movielens(path: str, variant: Optional[str] = None, encoding: str = "au
 
 
 def _ratings(path: str, sep: str, encoding: str) -> RawInteractions:
-  text = read_text(require_file(path, "MovieLens ratings file"), encoding)
+  text = _read(require_file(path, "MovieLens ratings file"), encoding)
   table = fast_numeric_table(text, sep, 4, path, _RATING_NAMES)
   if table is not None:
     lines = np.array([i for i, line in enumerate(text.split("\n"), 1) if line.strip()])
@@ -116,10 +121,10 @@ def _int_ids(values, lines, path: str, column: str) -> np.ndarray:
 def _ml100k_items(path: str, genre_path: str, encoding: str) -> RawTable:
   genres = list(_ML100K_GENRES)
   if os.path.exists(genre_path):
-    rows, _ = split_rows(read_text(genre_path, encoding), "|", genre_path, 2, ("genre", "index"))
+    rows, _ = split_rows(_read(genre_path, encoding), "|", genre_path, 2, ("genre", "index"))
     genres = [name for name, _ in sorted(rows, key=lambda r: int(r[1]))]
   names = ["item_id", "title", "release_date", "video_release_date", "url"] + genres
-  text = read_text(require_file(path, "MovieLens u.item file"), encoding)
+  text = _read(require_file(path, "MovieLens u.item file"), encoding)
   rows, lines = split_rows(text, "|", path, len(names), names)
   ids = _int_ids([r[0] for r in rows], lines, path, "item_id")
   flags = [[g for g, f in zip(genres, r[5:]) if f.strip() == "1"] for r in rows]
@@ -138,7 +143,7 @@ def _ml100k_items(path: str, genre_path: str, encoding: str) -> RawTable:
 
 def _ml100k_users(path: str, encoding: str) -> RawTable:
   names = ("user_id", "age", "gender", "occupation", "zip_code")
-  rows, lines = split_rows(read_text(require_file(path, "MovieLens u.user file"), encoding), "|",
+  rows, lines = split_rows(_read(require_file(path, "MovieLens u.user file"), encoding), "|",
                            path, 5, names)
   cols = list(zip(*rows))
   columns = {
@@ -152,7 +157,7 @@ def _ml100k_users(path: str, encoding: str) -> RawTable:
 
 def _dat_movies(path: str, encoding: str) -> RawTable:
   names = ("item_id", "title", "genres")
-  rows, lines = split_rows(read_text(require_file(path, "MovieLens movies.dat file"), encoding),
+  rows, lines = split_rows(_read(require_file(path, "MovieLens movies.dat file"), encoding),
                            "::", path, 3, names)
   columns = {
       "title": RawColumn("title", "text", [r[1] for r in rows]),
@@ -167,7 +172,7 @@ def _dat_movies(path: str, encoding: str) -> RawTable:
 
 def _ml1m_users(path: str, encoding: str) -> RawTable:
   names = ("user_id", "gender", "age", "occupation", "zip_code")
-  rows, lines = split_rows(read_text(require_file(path, "MovieLens users.dat file"), encoding),
+  rows, lines = split_rows(_read(require_file(path, "MovieLens users.dat file"), encoding),
                            "::", path, 5, names)
   cols = list(zip(*rows))
   columns = {name: RawColumn(name, "token", [v.strip() for v in cols[j]])

@@ -8,23 +8,32 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 from typing import Iterator, Optional, Sequence
+import warnings
 
 import numpy as np
 
-from common.data.errors import DataError, require_file
+from common.data.errors import DataError, DataWarning, require_file
 
 
-def read_text(path: str, encoding: str = "auto") -> str:
+def read_text(path: str, encoding: str = "auto", latin1_expected: bool = False) -> str:
   """Reads a whole text file.
+
+  ``auto`` reads UTF-8. A file that is not valid UTF-8 is read as Latin-1 (which decodes any byte
+  string) only when that cannot garble it: if the file also holds valid multi-byte UTF-8
+  characters, Latin-1 would turn each of them into two wrong ones, so that is an error naming the
+  first bad line and byte offset. Otherwise the fallback warns (a ``DataWarning`` with the line and
+  offset), unless ``latin1_expected`` (the GroupLens files, which are Latin-1 by design).
 
   Args:
     path: the file.
-    encoding: a codec name, or ``auto``: UTF-8, falling back to Latin-1 (the MovieLens files are
-      Latin-1, and Latin-1 decodes any byte string, so ``auto`` never fails).
+    encoding: a codec name, or ``auto`` (above).
+    latin1_expected: do not warn when ``auto`` falls back to Latin-1.
 
   Raises:
-    DataError: the file is missing, or does not decode with the given encoding.
+    DataError: the file is missing, does not decode with the given encoding, or (``auto``) mixes
+      UTF-8 characters with bytes that are not UTF-8.
   """
   require_file(path)
   with open(path, "rb") as f:
@@ -32,14 +41,40 @@ def read_text(path: str, encoding: str = "auto") -> str:
   if encoding == "auto":
     try:
       return data.decode("utf-8")
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as e:
+      line = data[:e.start].count(b"\n") + 1
+      where = f"byte {data[e.start]:#x} at byte offset {e.start} is not UTF-8"
+      if _has_utf8_multibyte(data):
+        raise DataError(
+            f"{where}, but the file also holds UTF-8 characters, so reading it as Latin-1 "
+            "(encoding 'auto') would garble them. Fix: repair the bytes on this line, or set the "
+            "source's encoding key explicitly (e.g. encoding='cp1252') if that is the file's "
+            "encoding.", path=path, line=line) from None
+      if not latin1_expected:
+        warnings.warn(DataWarning(
+            f"file {path}, line {line}: {where}; reading the whole file as Latin-1 (encoding "
+            "'auto'). If that is wrong, set the source's encoding key explicitly (e.g. "
+            "encoding='cp1252'); encoding='latin-1' silences this warning."), stacklevel=2)
       return data.decode("latin-1")
   try:
     return data.decode(encoding)
   except UnicodeDecodeError as e:
     line = data[:e.start].count(b"\n") + 1
-    raise DataError(f"cannot decode byte {data[e.start]:#x} as {encoding} (set the config's "
-                    "encoding, e.g. 'latin-1').", path=path, line=line) from None
+    raise DataError(f"cannot decode byte {data[e.start]:#x} at byte offset {e.start} as "
+                    f"{encoding} (set the source's encoding key, e.g. 'latin-1').", path=path,
+                    line=line) from None
+  except LookupError:
+    raise DataError(f"unknown encoding {encoding!r}; set the source's encoding key to 'auto' or a "
+                    "Python codec name such as 'utf-8' or 'latin-1'.", path=path) from None
+
+
+# A character decoded from a multi-byte UTF-8 sequence: anything above U+007F other than the lone
+# surrogates U+DC80..U+DCFF that ``surrogateescape`` uses for undecodable bytes.
+_UTF8_CHAR = re.compile("[\u0080-\udc7f\udd00-\U0010ffff]")
+
+
+def _has_utf8_multibyte(data: bytes) -> bool:
+  return _UTF8_CHAR.search(data.decode("utf-8", errors="surrogateescape")) is not None
 
 
 def iter_lines(text: str, start_line: int = 1) -> Iterator[tuple[int, str]]:
@@ -94,16 +129,17 @@ def to_float(values: Sequence, lines: Sequence[int], path: str, column: str,
     lines: the line of each value.
     path: the file, for messages.
     column: the column name, for messages.
-    allow_missing: map empty strings to NaN instead of failing.
+    allow_missing: map empty strings (and NaN) to NaN, meaning missing, instead of failing; an
+      infinite value is then kept. Without it every value must be finite.
 
   Raises:
-    DataError: a value is not a number (or is empty when not allowed).
+    DataError: a value is not a number (or is not finite, or empty, when missing is not allowed).
   """
   if allow_missing:
     values = ["nan" if isinstance(v, str) and not v.strip() else v for v in values]
   try:
     out = np.asarray(values, dtype=np.float64)
-    if allow_missing or not np.isnan(out).any():
+    if allow_missing or np.isfinite(out).all():
       return out
   except (ValueError, TypeError):
     pass
@@ -113,8 +149,9 @@ def to_float(values: Sequence, lines: Sequence[int], path: str, column: str,
     except (ValueError, TypeError):
       raise DataError(f"expected a number, found {v!r}.", path=path, line=int(line),
                       column=column) from None
-    if f != f and not allow_missing:
-      raise DataError("expected a number, found NaN.", path=path, line=int(line), column=column)
+    if not allow_missing and not np.isfinite(f):
+      raise DataError(f"expected a finite number, found {v!r}; fix the value or remove the line.",
+                      path=path, line=int(line), column=column)
   raise AssertionError("unreachable")
 
 
@@ -122,11 +159,12 @@ def to_time(values: Sequence, lines: Sequence[int], path: str, column: str) -> n
   """Converts timestamps to float64 seconds: numbers as they are, ISO-8601 strings to epoch time.
 
   Raises:
-    DataError: a value is neither a number nor an ISO-8601 date/time.
+    DataError: a value is neither a finite number nor an ISO-8601 date/time (``inf`` and ``nan``
+      would sort every event after them or at random, so they are errors too).
   """
   try:
     out = np.asarray(values, dtype=np.float64)
-    if not np.isnan(out).any():
+    if np.isfinite(out).all():
       return out
   except (ValueError, TypeError):
     pass
@@ -134,10 +172,13 @@ def to_time(values: Sequence, lines: Sequence[int], path: str, column: str) -> n
   for i, (v, line) in enumerate(zip(values, lines)):
     try:
       out[i] = float(v)
-      if out[i] == out[i]:
-        continue
     except (ValueError, TypeError):
       pass
+    else:
+      if np.isfinite(out[i]):
+        continue
+      raise DataError(f"the timestamp {v!r} is not a finite number; fix the value or remove the "
+                      "line.", path=path, line=int(line), column=column)
     try:
       t = datetime.datetime.fromisoformat(str(v).strip())
     except ValueError:
@@ -171,7 +212,7 @@ def fast_numeric_table(text: str, sep: str, num_fields: int, path: str,
     flat = np.array(body.split(), dtype=np.float64)
   except ValueError:
     return None
-  if np.isnan(flat).any():
+  if not np.isfinite(flat).all():
     return None
   return flat.reshape(len(lines), num_fields)
 

@@ -27,7 +27,7 @@ from typing import Optional
 
 import numpy as np
 
-from common.data.errors import DataError
+from common.data.errors import DataError, config_error
 from common.data.raw import RawInteractions
 
 TIE_BREAKS = ("file_order", "item_id")
@@ -66,6 +66,13 @@ class Sequences:
   @property
   def num_items(self) -> int:
     return len(self.item_raw_ids) - 1
+
+
+def check_core(key: str, value) -> None:
+  """Refuses a k-core that is not a count >= 0 (a negative one would silently filter nothing)."""
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+    raise config_error(f"preprocess.{key}", f"a k-core is a count of events >= 0, got {value!r}",
+                       f"set preprocess.{key}=0 for no filtering, or a positive count such as 5")
 
 
 def _with_padding(raw_ids: np.ndarray) -> np.ndarray:
@@ -113,6 +120,8 @@ def preprocess(inter: RawInteractions, *, rating_threshold: Optional[float] = No
     raise DataError(f"preprocess.tie_break {tie_break!r} is not one of {TIE_BREAKS}.")
   if split not in SPLITS:
     raise DataError(f"preprocess.split {split!r} is not one of {SPLITS}.")
+  check_core("user_core", user_core)
+  check_core("item_core", item_core)
   counts = {"read": len(inter)}
   if len(inter) == 0:
     raise _empty(inter, "reading (the file has no events)")

@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from common.data.errors import DataError, require_columns, require_file
+from common.data.errors import DataError, check_separator, require_columns, require_file
 from common.data.parsing import read_text, split_rows, to_float, to_time
 from common.data.raw import (DenseTable, RawColumn, RawData, RawInteractions, RawTable,
                              canonical_ids)
@@ -88,6 +88,10 @@ def read_recbole_atomic(path: str, dataset: Optional[str] = None, *, user_field:
   Raises:
     DataError: a file or column is missing, a line is malformed, or a value has the wrong type.
   """
+  check_separator("source.seq_separator", seq_separator, path)
+  if os.path.isfile(path):
+    raise DataError("source.path is a file, but format 'recbole_atomic' expects the folder that "
+                    "holds <dataset>.inter (and .item, .user); give the folder.", path=path)
   dataset = dataset or os.path.basename(os.path.normpath(path))
   inter_path = require_file(os.path.join(path, dataset + ".inter"), "RecBole .inter file")
   names, types, cols, lines = _atomic_table(inter_path, encoding)
@@ -160,8 +164,9 @@ def read_sequence_text(path: str, *, has_user_id: bool = True, separator: Option
     encoding: text encoding.
 
   Raises:
-    DataError: the file is missing or a line has no items.
+    DataError: the file is missing, the separator is empty, or a line has no items.
   """
+  check_separator("source.separator", separator, path)
   text = read_text(path, encoding)
   users, items, lines = [], [], []
   rows, row_lines = split_rows(text, separator, path, None)
@@ -192,6 +197,7 @@ _FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", "
 def _records(path: str, fmt: Optional[str], delimiter: Optional[str],
              encoding: str) -> tuple[list[str], list[dict], list[int]]:
   """Reads a header-ed table as (column names, one dict per row, line numbers)."""
+  require_file(path)  # before the extension is used: a folder is named as such
   fmt = fmt or _FORMATS.get(os.path.splitext(path)[1].lower())
   if fmt not in ("csv", "tsv", "jsonl"):
     raise DataError(f"unknown table format {fmt!r}; set format to 'csv', 'tsv' or 'jsonl'.",
@@ -216,7 +222,8 @@ def _records(path: str, fmt: Optional[str], delimiter: Optional[str],
       records.append(rec)
       lines.append(lineno)
     return names, records, lines
-  delim = delimiter or ("," if fmt == "csv" else "\t")
+  delim = delimiter or ("," if fmt == "csv" else "\t")  # "" (the config template's) = default
+  check_separator("source.delimiter", delim, path, single_char=True)
   reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
   try:
     header = next(reader)
@@ -344,10 +351,11 @@ def read_table_features(path: str, *, id_col: str, columns: Optional[dict[str, d
                       f"has columns {header}.", path=path, line=1, column=src)
     vals = _column(records, lines, src, path, required=False)
     if kind == "dense":
+      sep = opts.get("sep", "|")
+      check_separator(f"features.{field}.sep", sep, path)
       dense = []
       for v, line in zip(vals, lines):
-        toks = v if isinstance(v, list) else [t for t in str(v).split(opts.get("sep", "|"))
-                                              if t.strip()]
+        toks = v if isinstance(v, list) else [t for t in str(v).split(sep) if t.strip()]
         dense.append(to_float(toks, [line] * len(toks), path, src))
       out[src] = RawColumn(src, "float_seq", dense)
     elif src not in out:
@@ -391,6 +399,27 @@ def read_table(path: str, *, user_col: str, item_col: str, rating_col: Optional[
 # Dense vectors.
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _load_array_file(path: str, what: str):
+  """np.load with the file's kind checked first, so a text file named .npy is named as such."""
+  require_file(path, what)
+  with open(path, "rb") as f:
+    head = f.read(6)
+  if head != _NPY_MAGIC and not head.startswith(_ZIP_MAGIC):
+    kind, magic = (".npz", _ZIP_MAGIC) if path.endswith(".npz") else (".npy", _NPY_MAGIC)
+    raise DataError(f"not a NumPy array file: a {kind} file starts with {magic!r}, this one "
+                    f"with {head!r}. Fix: write the array with np.save (np.savez for .npz); a "
+                    "text list of ids goes in ids_path under a .txt name.", path=path)
+  try:
+    return np.load(path, allow_pickle=False)
+  except (ValueError, OSError, EOFError) as e:
+    raise DataError(f"cannot read the array ({e}); write it again with np.save / np.savez.",
+                    path=path) from None
+
+
 def read_dense(path: str, ids_path: Optional[str] = None) -> DenseTable:
   """Reads item vectors keyed by raw item id.
 
@@ -401,13 +430,10 @@ def read_dense(path: str, ids_path: Optional[str] = None) -> DenseTable:
     * ``.npy`` ``[n, dim]`` alone: row r belongs to the item whose raw id is the integer r.
 
   Raises:
-    DataError: a missing file, a wrong shape, or ids and rows that do not match in number.
+    DataError: a missing file, a file that is not a NumPy array file, a wrong shape, ids and rows
+      that do not match in number, or a vector holding NaN or inf (the first bad row is named).
   """
-  require_file(path, "dense vector file")
-  try:
-    loaded = np.load(path, allow_pickle=False)
-  except (ValueError, OSError) as e:
-    raise DataError(f"cannot read vectors: {e}.", path=path) from None
+  loaded = _load_array_file(path, "dense vector file")
   if isinstance(loaded, np.lib.npyio.NpzFile):
     for key in ("ids", "vectors"):
       if key not in loaded.files:
@@ -419,7 +445,7 @@ def read_dense(path: str, ids_path: Optional[str] = None) -> DenseTable:
     if ids_path is None:
       ids = np.arange(len(vectors), dtype=np.int64)
     elif ids_path.endswith(".npy"):
-      ids = np.load(require_file(ids_path, "dense vector id file"), allow_pickle=False)
+      ids = _load_array_file(ids_path, "dense vector id file")
     else:
       text = read_text(ids_path)
       ids = np.array([line.strip() for line in text.split("\n") if line.strip()], dtype=object)
@@ -428,4 +454,14 @@ def read_dense(path: str, ids_path: Optional[str] = None) -> DenseTable:
                     f"dtype {vectors.dtype}.", path=path)
   if len(ids) != len(vectors):
     raise DataError(f"{len(ids)} ids for {len(vectors)} vector rows.", path=ids_path or path)
-  return DenseTable(path, np.asarray(ids), vectors.astype(np.float32))
+  vectors = vectors.astype(np.float32)
+  finite = np.isfinite(vectors)
+  if not finite.all():
+    row, col = np.argwhere(~finite)[0]
+    bad_rows = int(np.sum(~finite.all(axis=1)))
+    item = np.asarray(ids)[row]
+    item = item.item() if isinstance(item, np.generic) else item
+    raise DataError(f"row {row} (item id {item!r}) holds {vectors[row, col]} at position {col} "
+                    f"({bad_rows} of {len(vectors)} rows are not finite); dense vectors must be "
+                    "finite. Fix: recompute or drop those rows.", path=path)
+  return DenseTable(path, np.asarray(ids), vectors)

@@ -20,13 +20,16 @@ as random-access sources through ``tfds.data_source("rec_data/<name>", data_dir=
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
 import tempfile
+import time
 from typing import Optional
 
 from array_record.python import array_record_data_source as ards
+from array_record.python import array_record_module
 import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.proto import tf_example_pb2
@@ -42,6 +45,14 @@ _NAME = re.compile(r"^[A-Za-z0-9_]+$")
 _READ_CHUNK = 4096
 # Raw bytes keep float64 exact (the Example proto path would round to float32) and read faster.
 _BYTES = tfds.features.Encoding.BYTES
+# Temporary folders of a prepare in progress: ``<data_dir>/.rec_data_tmp_*``, each holding a lock
+# file its writer keeps locked; a folder whose lock is free was left by a killed prepare.
+TMP_PREFIX = ".rec_data_tmp_"
+_LOCK = ".lock"
+# A temporary folder without a lock file (one made before locks, or one killed between creating
+# the folder and its lock) is only removed once it is this old, so a prepare starting right now
+# is never touched.
+_UNLOCKED_GRACE_S = 600.0
 
 
 def _feature(spec: FieldSpec):
@@ -192,13 +203,71 @@ def dataset_dir(data_dir: str, name: str) -> str:
   return os.path.join(data_dir, BUILDER_NAME, name, VERSION)
 
 
+def make_temp_dir(data_dir: str) -> tuple[str, int]:
+  """Creates this prepare's temporary folder in ``data_dir`` and locks it.
+
+  Returns:
+    (the folder, the open lock file descriptor; closing it, or the process dying, unlocks it).
+  """
+  tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=data_dir)
+  # Locked under another name, then renamed: another prepare's cleanup never sees an unlocked
+  # ``.lock`` in a folder that is in use.
+  fd = os.open(os.path.join(tmp, _LOCK + ".new"), os.O_CREAT | os.O_RDWR, 0o644)
+  fcntl.flock(fd, fcntl.LOCK_EX)
+  os.rename(os.path.join(tmp, _LOCK + ".new"), os.path.join(tmp, _LOCK))
+  return tmp, fd
+
+
+def remove_stale_temp_dirs(data_dir: str) -> list[str]:
+  """Removes temporary folders that killed prepares (kill -9, a lost node) left in ``data_dir``.
+
+  A folder is stale when nobody holds its lock (the kernel drops a dead process's locks), or, with
+  no lock file, when it is older than ``_UNLOCKED_GRACE_S``. Folders of prepares still running,
+  here or in another process, are left alone.
+
+  Returns:
+    The folders removed.
+  """
+  removed = []
+  try:
+    names = os.listdir(data_dir)
+  except FileNotFoundError:
+    return removed
+  for name in names:
+    path = os.path.join(data_dir, name)
+    if not name.startswith(TMP_PREFIX) or not os.path.isdir(path):
+      continue
+    lock = os.path.join(path, _LOCK)
+    if not os.path.exists(lock):
+      if time.time() - os.path.getmtime(path) > _UNLOCKED_GRACE_S:
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+      continue
+    try:
+      fd = os.open(lock, os.O_RDWR)
+    except OSError:
+      continue
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # a live prepare holds it
+      os.close(fd)
+      continue
+    try:
+      shutil.rmtree(path, ignore_errors=True)
+      removed.append(path)
+    finally:
+      os.close(fd)
+  return removed
+
+
 def write_prepared(ds: RecDataset, data_dir: str, *, overwrite: bool = False,
                    stats: Optional[dict] = None) -> str:
   """Writes an in-memory data set as a tfds array_record data set, atomically.
 
   Everything is written into a temporary folder inside ``data_dir`` and renamed into place at the
   end, so an interrupted or failed write leaves nothing behind (and the previous version, if
-  any, intact until the rename).
+  any, intact until the rename). A process killed outright cannot clean up; the next write into
+  the same ``data_dir`` removes what it left (``remove_stale_temp_dirs``).
 
   Args:
     ds: the data set.
@@ -220,7 +289,8 @@ def write_prepared(ds: RecDataset, data_dir: str, *, overwrite: bool = False,
     raise DataError("a prepared data set is already here; pass overwrite=True (--overwrite) to "
                     "replace it.", path=final)
   os.makedirs(data_dir, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=".rec_data_tmp_", dir=data_dir)
+  remove_stale_temp_dirs(data_dir)
+  tmp, lock_fd = make_temp_dir(data_dir)
   try:
     builder = RecData(dataset=ds, stats=stats, data_dir=tmp, file_format="array_record",
                       config=tfds.core.BuilderConfig(name=ds.name,
@@ -233,6 +303,7 @@ def write_prepared(ds: RecDataset, data_dir: str, *, overwrite: bool = False,
     os.rename(built, final)
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
+    os.close(lock_fd)
   return final
 
 
@@ -295,6 +366,38 @@ def _read_fast(builder, split: str, specs: dict[str, FieldSpec]) -> list[dict]:
   return out
 
 
+def _damaged(path: str, why: str) -> DataError:
+  why = " ".join(why.split())  # one line, whatever the underlying library printed
+  return DataError(f"the prepared data set is damaged: {why}. Fix: re-run scripts/prepare_data.py "
+                   "with --overwrite (or delete the folder and prepare again).", path=path)
+
+
+def _check_split_files(builder, split: str) -> None:
+  """Opens every array_record file of ``split`` and checks its record count against the metadata.
+
+  A truncated file (an interrupted copy, a full disk) otherwise fails deep in the reader with a
+  bare RuntimeError, or not at all until a batch needs the missing records.
+  """
+  info = builder.info.splits[split]
+  for path, expected in zip(info.filepaths, info.shard_lengths):
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+      raise _damaged(path, "this file of the data set is missing")
+    try:
+      reader = array_record_module.ArrayRecordReader(path)
+      try:
+        count = reader.num_records()
+        if count:
+          reader.read([count - 1])  # the last record: a cut file fails here at the latest
+      finally:
+        reader.close()
+    except (RuntimeError, ValueError, OSError) as e:
+      detail = f" ({e})" if str(e) else ""
+      raise _damaged(path, f"the file is truncated or corrupt{detail}") from None
+    if count != expected:
+      raise _damaged(path, f"the file holds {count} records, its metadata says {expected}")
+
+
 def _text(v) -> str:
   return v.decode("utf-8") if isinstance(v, bytes) else str(v)
 
@@ -342,15 +445,23 @@ def load_prepared(path: str, reader: str = "fast") -> RecDataset:
     The data set, equal array for array to the one that was written.
 
   Raises:
-    DataError: the folder is not a prepared data set.
+    DataError: the folder is not a prepared data set, or one of its files is missing, truncated
+      or holds another number of records than its metadata says.
   """
   if not os.path.exists(os.path.join(path, "dataset_info.json")):
     raise DataError("not a prepared data set (no dataset_info.json); run "
                     "scripts/prepare_data.py first.", path=path)
   if reader not in ("fast", "tfds"):
     raise ValueError(f"reader {reader!r} is not 'fast' or 'tfds'.")
-  builder = tfds.builder_from_directory(path)
-  meta = builder.info.metadata
+  try:
+    builder = tfds.builder_from_directory(path)
+    meta = builder.info.metadata
+    for split in ("users", "items"):
+      _check_split_files(builder, split)
+  except DataError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  (tfds raises many kinds on a bad folder)
+    raise _damaged(path, f"its metadata cannot be read ({type(e).__name__}: {e})") from None
   specs = [FieldSpec.from_dict(d) for d in meta["field_specs"]]
   user_specs = [FieldSpec.from_dict(d) for d in meta["user_field_specs"]]
   if reader == "tfds":

@@ -36,6 +36,8 @@ def get_config(arg=None):
     config.preprocess.rating_threshold = 4.0
   elif arg:
     raise ValueError(f"configs/data/ml100k.py: unknown arg {arg!r}; use implicit4 or nothing.")
+  # Warn when an item table or vector file matches fewer than this share of the items.
+  config.min_feature_match = 0.9
   config.item_features = ml_collections.ConfigDict({
       "movie_title": {"kind": "text"},
       "release_year": {"kind": "categorical"},

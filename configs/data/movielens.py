@@ -29,6 +29,8 @@ def get_config(arg=None):
       rating_threshold=config_dict.placeholder(float),
       user_core=5, item_core=5, dedup=False, tie_break="file_order",
       split="leave_one_out"))
+  # Warn when an item table or vector file matches fewer than this share of the items.
+  config.min_feature_match = 0.9
   config.item_features = ml_collections.ConfigDict({
       "title": {"kind": "text"},
       "year": {"kind": "categorical"},

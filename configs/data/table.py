@@ -38,6 +38,8 @@ def get_config(arg=None):
       rating_threshold=config_dict.placeholder(float),
       user_core=5, item_core=5, dedup=True, tie_break="file_order",
       split="time" if arg == "time" else "leave_one_out", valid_frac=0.1, test_frac=0.1))
+  # Warn when an item table or vector file matches fewer than this share of the items.
+  config.min_feature_match = 0.9
   config.item_features = ml_collections.ConfigDict({
       # "category": {"kind": "categorical"},
       # "genres": {"kind": "multi", "sep": "|"},

@@ -56,6 +56,9 @@ class ForagingState:
     food_eaten: bool (F,).
     step_count: int32 ().
     key: the key the episode was generated from.
+    invalid_team: bool (N,) True for agents whose level given to `reset_with_team` under `jit`
+      was out of range and was clamped (eagerly that is a ValueError); reported in every
+      timestep's `extras["invalid_team"]` until the episode ends.
   """
 
   agent_pos: chex.Array
@@ -65,6 +68,7 @@ class ForagingState:
   food_eaten: chex.Array
   step_count: chex.Array
   key: chex.PRNGKey
+  invalid_team: chex.Array
 
 
 class CooperativeForaging(core.MultiAgentEnv):
@@ -152,19 +156,21 @@ class CooperativeForaging(core.MultiAgentEnv):
                       levels: chex.Array) -> Tuple[ForagingState, TimeStep]:
     """Starts an episode with the given agent levels, int (N,); jittable and vmappable.
 
-    With fixed `self.agent_levels`, `reset(key)` equals `reset_with_team(key, agent_levels)`.
+    With fixed `self.agent_levels`, `reset(key)` equals `reset_with_team(key, agent_levels)`. A
+    level out of range raises a ValueError when `levels` is concrete; under `jit`/`vmap` it is
+    clamped and flagged in `state.invalid_team` and `timestep.extras["invalid_team"]`.
     """
     validation.check_key(key, "reset_with_team")
     validation.check_team_size("levels", levels, self.num_agents)
-    levels = jnp.asarray(levels, jnp.int32)
-    if validation.is_concrete(levels) and (np.any(np.asarray(levels) < 1) or np.any(
-        np.asarray(levels) > self.max_agent_level)):
-      raise ValueError(f"levels must lie in [1, {self.max_agent_level}]; got {levels}.")
-    state = self._init_state(key, levels)
+    levels, invalid = validation.check_team_values(
+        "levels", levels, 1, self.max_agent_level,
+        f"agent levels (max_agent_level={self.max_agent_level})")
+    state = self._init_state(key, levels, invalid)
     return state, core.make_restart(self.observe(state), self.num_agents,
                                     self.initial_extras(state))
 
-  def _init_state(self, key: chex.PRNGKey, levels: Optional[chex.Array]) -> ForagingState:
+  def _init_state(self, key: chex.PRNGKey, levels: Optional[chex.Array],
+                  invalid_team: Optional[chex.Array] = None) -> ForagingState:
     n, f, g = self.num_agents, self.num_food, self.grid_size
     cells = self._lattice.shape[0]
     # One hash of the key, expanded cheaply: the layout is resampled at every auto-reset step.
@@ -174,7 +180,8 @@ class CooperativeForaging(core.MultiAgentEnv):
     if levels is None:
       levels = (jnp.array(self.agent_levels, jnp.int32) if self.agent_levels is not None
                 else 1 + jnp.floor(level_u * self.max_agent_level).astype(jnp.int32))
-    levels = jnp.clip(levels, 1, self.max_agent_level)
+    if invalid_team is None:
+      invalid_team = jnp.zeros((n,), bool)
     # Food on distinct lattice cells; agents on distinct cells that hold no food.
     food_pos = self._lattice[sampling.distinct_cells(food_u[:f], jnp.zeros((cells,), bool))]
     food_flat = food_pos[:, 0] * g + food_pos[:, 1]
@@ -193,7 +200,7 @@ class CooperativeForaging(core.MultiAgentEnv):
     return ForagingState(
         agent_pos=agent_pos, agent_level=levels, food_pos=food_pos,
         food_level=food_level.astype(jnp.int32), food_eaten=jnp.zeros((f,), bool),
-        step_count=jnp.zeros((), jnp.int32), key=key)
+        step_count=jnp.zeros((), jnp.int32), key=key, invalid_team=invalid_team)
 
   def initial_extras(self, state: ForagingState) -> dict:
     """Extras of the first timestep."""
@@ -238,6 +245,7 @@ class CooperativeForaging(core.MultiAgentEnv):
   def _extras(self, state: ForagingState, invalid: chex.Array, failed: chex.Array) -> dict:
     return {
         "invalid_action": invalid,
+        "invalid_team": state.invalid_team,
         "eaten": jnp.sum(state.food_eaten).astype(jnp.int32),
         "failed_loads": failed.astype(jnp.int32),
     }

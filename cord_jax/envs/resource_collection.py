@@ -85,6 +85,9 @@ class ResourceCollectionState:
     total: int32 () units at the start of the episode (the conserved quantity).
     step_count: int32 () steps since reset.
     key: the key the episode was generated from (used by auto-reset wrappers).
+    invalid_team: bool (N,) True for agents whose type index given to `reset_with_team` under
+      `jit` was out of range and was clamped (eagerly that is a ValueError); reported in every
+      timestep's `extras["invalid_team"]` until the episode ends.
   """
 
   agent_pos: chex.Array
@@ -98,6 +101,7 @@ class ResourceCollectionState:
   total: chex.Array
   step_count: chex.Array
   key: chex.PRNGKey
+  invalid_team: chex.Array
 
 
 def _pad_slots(view: chex.Array, slots: int) -> chex.Array:
@@ -236,20 +240,21 @@ class ResourceCollection(core.MultiAgentEnv):
     """Starts an episode with a given composition: int (N,) indices into `agent_types`.
 
     Jittable and vmappable over `team`, so an evaluator can sweep unseen compositions in one call.
-    With a fixed `self.team`, `reset(key)` equals `reset_with_team(key, self.team)`.
+    With a fixed `self.team`, `reset(key)` equals `reset_with_team(key, self.team)`. An index
+    out of range raises a ValueError when `team` is concrete; under `jit`/`vmap` it is clamped and
+    flagged in `state.invalid_team` and `timestep.extras["invalid_team"]`.
     """
     validation.check_key(key, "reset_with_team")
     validation.check_team_size("team", team, self.num_agents)
-    team = jnp.asarray(team, jnp.int32)
-    if validation.is_concrete(team) and (np.any(np.asarray(team) < 0)
-                                         or np.any(np.asarray(team) >= len(self.agent_types))):
-      raise ValueError(f"team indices must lie in [0, {len(self.agent_types)}); got {team}.")
-    state = self._init_state(key, team)
+    names = [t.name for t in self.agent_types]
+    team, invalid = validation.check_team_values(
+        "team", team, 0, len(names) - 1, f"indices into agent_types {names}")
+    state = self._init_state(key, team, invalid)
     return state, core.make_restart(self.observe(state), self.num_agents,
                                     self.initial_extras(state))
 
-  def _init_state(self, key: chex.PRNGKey,
-                  team: Optional[chex.Array]) -> ResourceCollectionState:
+  def _init_state(self, key: chex.PRNGKey, team: Optional[chex.Array],
+                  invalid_team: Optional[chex.Array] = None) -> ResourceCollectionState:
     n, m = self.num_agents, self.num_resources
     # One hash of the key, expanded cheaply: the layout is resampled at every auto-reset step.
     u = sampling.uniform(key, 3 * n + 3 * m)
@@ -257,7 +262,8 @@ class ResourceCollection(core.MultiAgentEnv):
     if team is None:
       team = (jnp.array(self.team, jnp.int32) if self.team is not None
               else jnp.floor(team_u * len(self.agent_types)).astype(jnp.int32))
-    team = jnp.clip(team, 0, len(self.agent_types) - 1)
+    if invalid_team is None:
+      invalid_team = jnp.zeros((n,), bool)
     base = jnp.array(self.base_pos, jnp.float32)
     # Agents start inside the base, so the first trip out is part of the task.
     jitter = 0.7 * self.base_radius / np.sqrt(2.0)
@@ -284,6 +290,7 @@ class ResourceCollection(core.MultiAgentEnv):
         total=jnp.sum(amount),
         step_count=jnp.zeros((), jnp.int32),
         key=key,
+        invalid_team=invalid_team,
     )
 
   def initial_extras(self, state: ResourceCollectionState) -> dict:
@@ -334,6 +341,7 @@ class ResourceCollection(core.MultiAgentEnv):
   def _extras(self, state: ResourceCollectionState, invalid: chex.Array) -> dict:
     return {
         "invalid_action": invalid,
+        "invalid_team": state.invalid_team,
         "delivered": state.delivered,
         "remaining": jnp.sum(state.resource_amount),
         "carried": jnp.sum(state.agent_load),

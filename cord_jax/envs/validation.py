@@ -4,7 +4,12 @@ Shapes and dtypes are static in JAX, so those checks run at trace time and cost 
 `jit` or `vmap`. Values (an action of 7 where only 0..5 exist) are only known outside `jit`: there
 they are checked eagerly; inside `jit` the envs treat an out-of-range action as the no-op (0) and
 report it in `timestep.extras["invalid_action"]`, and `checkify_step` turns the same condition
-into a `checkify` error for users who want a hard failure inside compiled code.
+into a `checkify` error for users who want a hard failure inside compiled code. Team compositions
+given to `reset_with_team` follow the same rule: eagerly a ValueError, inside `jit` clamped into
+range and flagged in `state.invalid_team` / `timestep.extras["invalid_team"]`.
+
+A joint action given as a Python list or tuple (`[0, 3, 1]`) is converted to an int32 array, in
+every env and adapter (they all go through `check_actions`), eagerly and under `jit` alike.
 """
 
 from __future__ import annotations
@@ -68,8 +73,16 @@ def check_actions(action: chex.Array, num_agents: int, num_actions: int) -> chex
 
   Raises:
     ValueError: on a wrong team size or an out-of-range value.
-    TypeError: on a non-integer dtype.
+    TypeError: on a non-integer dtype, or a list that is not a flat list of integers.
   """
+  if isinstance(action, (list, tuple)):
+    try:
+      action = jnp.asarray(action)
+    except (TypeError, ValueError) as e:
+      raise TypeError(
+          f"step expects one integer action per agent; got a {type(action).__name__} that does "
+          f"not convert to an integer array ({e}). Pass e.g. jnp.array([0, 1, ...], jnp.int32) "
+          f"of shape ({num_agents},).") from None
   shape = tuple(jnp.shape(action))
   if shape != (num_agents,):
     raise ValueError(
@@ -104,6 +117,40 @@ def check_team_size(name: str, values: Any, num_agents: int) -> None:
     raise ValueError(
         f"{name} must have one entry per agent, i.e. shape ({num_agents},) for this env built for "
         f"{num_agents} agents; got shape {tuple(shape)}. Build a new env for another team size.")
+
+
+def check_team_values(name: str, values: Any, low: int, high: int,
+                      meaning: str) -> Tuple[chex.Array, chex.Array]:
+  """Checks a per-agent composition (types or levels) against its valid range [low, high].
+
+  Concrete values out of range raise; traced ones (inside `jit`/`vmap`) cannot, so they are
+  clamped into range and flagged, like out-of-range actions.
+
+  Args:
+    name: the argument's name, for the message (`team`, `levels`).
+    values: one integer per agent (an array, list or tuple).
+    low: the smallest valid value.
+    high: the largest valid value (inclusive).
+    meaning: what the values are, for the message.
+
+  Returns:
+    (the values as int32, clamped into range; bool (N,) True where a value was out of range).
+
+  Raises:
+    TypeError: the values are not integers.
+    ValueError: a concrete value is out of range.
+  """
+  values = jnp.asarray(values)
+  if not jnp.issubdtype(values.dtype, jnp.integer):
+    raise TypeError(f"reset_with_team: {name} must hold integers ({meaning}); got dtype "
+                    f"{values.dtype}.")
+  invalid = (values < low) | (values > high)
+  if is_concrete(values) and bool(np.any(np.asarray(invalid))):
+    i = int(np.argmax(np.asarray(invalid)))
+    raise ValueError(f"reset_with_team: {name}[{i}] = {int(values[i])} is out of range; {name} "
+                     f"entries are {meaning} and must lie in [{low}, {high}]; got "
+                     f"{np.asarray(values).tolist()}.")
+  return jnp.clip(values, low, high).astype(jnp.int32), invalid
 
 
 def check_state_team_size(state_num_agents: int, num_agents: int) -> None:
