@@ -9,125 +9,60 @@ Every model here is a Flax Linen module with
 * ``item_embeddings(features, ids) -> [*ids.shape, d_model]``: candidate embeddings; a score is
   ``state . embedding``.
 
-``features`` maps each field name in ``model.fields`` to its catalogue array (see
-``htfl.select_features``); SASRec needs none. Build models with ``get_model``.
+Each takes its settings as one frozen ``config`` (``config.HeterRecConfig`` or
+``config.SequenceTransformerConfig``, from ``config.model_config``) and the data-dependent
+``num_items`` and ``fields``. ``features`` maps each field name in ``model.fields`` to its
+catalogue array (see ``embedders.select_features``); SASRec needs none. Build models with
+``get_model``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 
+from common import config_checks
 from common.data.schema import FieldSpec
+from common.recsys import embedders
+from common.recsys import transformer
 from heterrec_jax import hct
 from heterrec_jax import htfl
+from heterrec_jax.config import HeterRecConfig
+from heterrec_jax.config import ModelConfig
+from heterrec_jax.config import SequenceTransformerConfig
 
 Array = Any
-MODEL_NAMES = ("heterrec", "sasrec", "fusion_sasrec", "bert4rec")
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-def default_model_config() -> ml_collections.ConfigDict:
-  """The ``config.model`` keys ``get_model`` reads, with their defaults."""
-  c = ml_collections.ConfigDict()
-  c.name = "heterrec"  # heterrec | sasrec | fusion_sasrec | bert4rec
-  c.max_len = 50  # L, items per sequence (position table size)
-  c.d_model = 64  # item-level width = scoring width
-  c.heads = 2
-  c.mlp_ratio = 4  # MLP width = mlp_ratio * block width
-  c.dropout = 0.2
-  c.attention_dropout = 0.2
-  c.norm = "pre"  # pre | post: layer-norm placement (post = BERT / RecBole's SASRec)
-  c.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
-  c.fields = ()  # feature fields to use; empty = every usable field of the data set
-  # HeterRec.
-  c.token_dim = 0  # token-level width; 0 = d_model
-  c.token_heads = 0  # 0 = heads
-  c.token_layers = 2
-  c.item_heads = 0  # 0 = heads
-  c.item_layers = 2  # also the depth of the baselines' single transformer
-  c.mask = "block_causal"  # block_causal | causal
-  c.pooling = "last"  # last | mean
-  c.candidate_fusion = "concat"  # concat | sum | id: candidate embedding from the field tokens
-  c.use_id = True  # the item id is a token
-  c.type_embedding = True
-  c.slot_embedding = True
-  c.position_embedding = True
-  # Baselines.
-  c.fusion = "sum"  # fusion_sasrec (and bert4rec with fields): sum | concat
-  c.bert4rec_use_fields = False  # BERT4Rec is ids-only unless this is set
-  return c
 
 
 class HeterRec(nn.Module):
   """HTFL tokens -> HCT -> item states, scored against fused field-token embeddings.
 
-  Attributes (``get_model`` resolves them from ``default_model_config``; see README.md):
+  Attributes:
+    config: the model's settings.
     num_items: number of real items.
     fields: the feature fields, one token each after the id token.
-    max_len: L.
-    d_model: item-level and scoring width.
-    token_dim: token-level width.
-    token_layers, token_heads, token_mlp_dim: the token-level transformer.
-    item_layers, item_heads, item_mlp_dim: the item-level transformer.
-    mask: token mask, ``block_causal`` or ``causal``.
-    pooling: item block pooling, ``last`` or ``mean``.
-    candidate_fusion: candidate embedding from the field tokens, ``concat``, ``sum`` or ``id``.
-    use_id: the id is a token.
-    type_embedding, slot_embedding, position_embedding: HTFL's additive embeddings.
-    dropout: token/residual/MLP dropout.
-    attention_dropout: attention-weight dropout.
-    norm: ``pre`` or ``post`` layer norm (``hct.TransformerBlock``).
-    dtype: computation dtype.
-    param_dtype: parameter dtype.
   """
 
+  config: HeterRecConfig
   num_items: int
   fields: tuple[FieldSpec, ...] = ()
-  max_len: int = 50
-  d_model: int = 64
-  token_dim: int = 64
-  token_layers: int = 2
-  token_heads: int = 2
-  token_mlp_dim: int = 256
-  item_layers: int = 2
-  item_heads: int = 2
-  item_mlp_dim: int = 256
-  mask: str = "block_causal"
-  pooling: str = "last"
-  candidate_fusion: str = "concat"
-  use_id: bool = True
-  type_embedding: bool = True
-  slot_embedding: bool = True
-  position_embedding: bool = True
-  dropout: float = 0.0
-  attention_dropout: float = 0.0
-  norm: str = "pre"
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
 
   mask_token_id = None  # causal: never fed a mask token (see ItemSequenceTransformer)
 
+  @property
+  def max_len(self) -> int:
+    return self.config.max_len
+
   def setup(self):
-    self.htfl = htfl.HTFL(
-        num_items=self.num_items, fields=self.fields, dim=self.token_dim, max_len=self.max_len,
-        use_id=self.use_id, type_embedding=self.type_embedding,
-        slot_embedding=self.slot_embedding, position_embedding=self.position_embedding,
-        dropout=self.dropout, dtype=self.dtype, param_dtype=self.param_dtype)
-    self.hct = hct.HCT(
-        num_slots=int(self.use_id) + len(self.fields), item_dim=self.d_model,
-        token_layers=self.token_layers, token_heads=self.token_heads,
-        token_mlp_dim=self.token_mlp_dim, item_layers=self.item_layers,
-        item_heads=self.item_heads, item_mlp_dim=self.item_mlp_dim, mask=self.mask,
-        pooling=self.pooling, dropout=self.dropout, attention_dropout=self.attention_dropout,
-        norm=self.norm, dtype=self.dtype, param_dtype=self.param_dtype)
-    self.candidate = htfl.TokenFusion(mode=self.candidate_fusion, out_dim=self.d_model,
-                                      dtype=self.dtype, param_dtype=self.param_dtype)
+    c = self.config
+    self.htfl = htfl.HTFL(c, self.num_items, self.fields)
+    self.hct = hct.HCT(c, num_slots=int(c.use_id) + len(self.fields))
+    self.candidate = embedders.TokenFusion(mode=c.candidate_fusion, out_dim=c.d_model,
+                                           dtype=c.dtype, param_dtype=c.param_dtype)
 
   def __call__(self, batch: Mapping[str, Array], features: Mapping[str, Array],
                train: bool = False) -> Array:
@@ -139,7 +74,7 @@ class HeterRec(nn.Module):
     if self.is_initializing():
       # init only runs __call__; the candidate fusion's parameters must exist too.
       self.item_embeddings(features, ids)
-    return jnp.where(valid[..., None], h, 0).astype(self.dtype)
+    return jnp.where(valid[..., None], h, 0).astype(self.config.dtype)
 
   def item_embeddings(self, features: Mapping[str, Array], ids: Array) -> Array:
     """Candidate embeddings ``[*ids.shape, d_model]``: the fusion of each item's field tokens."""
@@ -149,103 +84,66 @@ class HeterRec(nn.Module):
 class ItemSequenceTransformer(nn.Module):
   """One token per item, one transformer: SASRec, feature-fusion SASRec and BERT4Rec.
 
-  The item token is the ``fusion`` of its field tokens (only the id for SASRec) and is tied to
-  the candidate embedding, as in SASRec. ``bidirectional`` with ``mask_token`` gives BERT4Rec:
-  id ``num_items + 1`` is the learned mask token.
+  The item token is the fusion of its field tokens (only the id for SASRec) and is tied to the
+  candidate embedding, as in SASRec. ``config.bidirectional`` with ``config.mask_token`` gives
+  BERT4Rec: id ``num_items + 1`` is the learned mask token.
 
   Attributes:
+    config: the model's settings.
     num_items: number of real items.
     fields: feature fields fused into the item token (empty for ids only).
-    max_len: L.
-    d_model: width.
-    layers: transformer blocks.
-    heads: attention heads.
-    mlp_dim: MLP width.
-    fusion: ``sum`` or ``concat`` (concatenation + projection) of the field tokens.
-    bidirectional: attend to both sides (BERT4Rec) instead of causally.
-    mask_token: add the mask-token row to the id table.
-    dropout: embedding/residual dropout.
-    attention_dropout: attention-weight dropout.
-    norm: ``pre`` or ``post`` layer norm; ``post`` with its embedding layer norm is RecBole's
-      SASRec block for block.
-    dtype: computation dtype.
-    param_dtype: parameter dtype.
   """
 
+  config: SequenceTransformerConfig
   num_items: int
   fields: tuple[FieldSpec, ...] = ()
-  max_len: int = 50
-  d_model: int = 64
-  layers: int = 2
-  heads: int = 2
-  mlp_dim: int = 256
-  fusion: str = "sum"
-  bidirectional: bool = False
-  mask_token: bool = False
-  dropout: float = 0.0
-  attention_dropout: float = 0.0
-  norm: str = "pre"
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
 
   @property
-  def mask_token_id(self) -> int | None:
-    return self.num_items + 1 if self.mask_token else None
+  def max_len(self) -> int:
+    return self.config.max_len
+
+  @property
+  def mask_token_id(self) -> Optional[int]:
+    return self.num_items + 1 if self.config.mask_token else None
 
   def setup(self):
-    # Per-slot type/slot offsets are constant over items, so they would only add a bias here.
-    self.embedder = htfl.FieldEmbedder(
-        num_items=self.num_items, fields=self.fields, dim=self.d_model, use_id=True,
-        type_embedding=False, slot_embedding=False, extra_ids=int(self.mask_token),
-        dtype=self.dtype, param_dtype=self.param_dtype)
-    self.fuse = htfl.TokenFusion(mode=self.fusion, out_dim=self.d_model, dtype=self.dtype,
-                                 param_dtype=self.param_dtype)
-    self.position = nn.Embed(self.max_len, self.d_model, dtype=self.dtype,
-                             param_dtype=self.param_dtype, embedding_init=htfl.embed_init)
-    self.drop = nn.Dropout(self.dropout)
-    if self.norm == "post":
-      self.input_norm = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype)
-    self.encoder = hct.Transformer(
-        layers=self.layers, heads=self.heads, mlp_dim=self.mlp_dim, dropout=self.dropout,
-        attention_dropout=self.attention_dropout, norm=self.norm, dtype=self.dtype,
-        param_dtype=self.param_dtype)
+    c = self.config
+    self.embedder = embedders.FieldEmbedder(c.embedder, self.num_items, self.fields)
+    self.fuse = embedders.TokenFusion(mode=c.fusion, out_dim=c.d_model, dtype=c.dtype,
+                                      param_dtype=c.param_dtype)
+    self.position = nn.Embed(c.max_len, c.d_model, dtype=c.dtype, param_dtype=c.param_dtype,
+                             embedding_init=embedders.embed_init)
+    self.drop = nn.Dropout(c.dropout)
+    if c.norm == "post":
+      self.input_norm = nn.LayerNorm(dtype=c.dtype, param_dtype=c.param_dtype)
+    self.encoder = transformer.Transformer(c.transformer)
 
   def __call__(self, batch: Mapping[str, Array], features: Mapping[str, Array],
                train: bool = False) -> Array:
     """States ``[B, L, d_model]`` for ``batch["item_ids"] [B, L]`` (mask tokens allowed)."""
+    c = self.config
     ids = jnp.asarray(batch["item_ids"], jnp.int32)
-    htfl.check_sequence_length(ids, self.max_len)
+    embedders.check_sequence_length(ids, c.max_len)
     valid = ids != 0
     x = self.item_embeddings(features, ids) + self.position(jnp.arange(ids.shape[1]))[None]
-    if self.norm == "post":
+    if c.norm == "post":
       x = self.input_norm(x)
     x = self.drop(x, deterministic=not train)
-    mask = hct.item_attention_mask(valid, causal=not self.bidirectional)
+    mask = transformer.item_attention_mask(valid, causal=not c.bidirectional)
     h = self.encoder(x, mask, train)
-    return jnp.where(valid[..., None], h, 0).astype(self.dtype)
+    return jnp.where(valid[..., None], h, 0).astype(c.dtype)
 
   def item_embeddings(self, features: Mapping[str, Array], ids: Array) -> Array:
     """Item tokens ``[*ids.shape, d_model]``, which are also the candidate embeddings."""
     return self.fuse(self.embedder(ids, features))
 
 
-def _config_with_defaults(config: Mapping[str, Any]) -> ml_collections.ConfigDict:
-  merged = default_model_config()
-  unknown = sorted(set(config.keys()) - set(merged.keys()))
-  if unknown:
-    raise ValueError(f"Unknown model config keys {unknown}; known: {sorted(merged.keys())}.")
-  for key in config.keys():
-    merged[key] = config[key]
-  return merged
-
-
-def get_model(config: Mapping[str, Any], *, num_items: int,
+def get_model(config: ModelConfig, *, num_items: int,
               field_specs: Sequence[FieldSpec] = ()) -> nn.Module:
-  """Builds the model named by ``config.name`` (a ``config.model`` section).
+  """Builds the model of a config object for a catalogue.
 
   Args:
-    config: a ConfigDict (or mapping) with keys of ``default_model_config``; missing keys take
-      their defaults, unknown keys are an error.
+    config: from ``config.model_config`` (or ``config.validate``).
     num_items: number of real items (ids ``1..num_items``).
     field_specs: the data set's item fields.
 
@@ -253,59 +151,28 @@ def get_model(config: Mapping[str, Any], *, num_items: int,
     An unbound Flax module (``HeterRec`` or ``ItemSequenceTransformer``).
 
   Raises:
-    ValueError: an unknown model name or switch, a field not in ``field_specs``, a sequence length
-      below 1, widths not divisible by the heads.
+    ConfigError: a field the data set does not have or cannot embed, or a model that needs
+      feature fields on a data set without any (what only the data can tell).
+    ValueError: an empty catalogue.
   """
-  c = _config_with_defaults(config)
-  if c.name not in MODEL_NAMES:
-    raise ValueError(f"Unknown model name {c.name!r}; use one of {MODEL_NAMES}.")
-  if c.max_len < 1:
-    raise ValueError(f"model.max_len is {c.max_len}; a sequence needs at least one position.")
   if num_items < 1:
     raise ValueError(f"num_items is {num_items}; the catalogue needs at least one item.")
-  if c.dtype not in _DTYPES:
-    raise ValueError(f"Unknown dtype {c.dtype!r}; use one of {sorted(_DTYPES)}.")
-  # Validate the names for every model, so a typo fails even where the fields go unused.
-  fields = htfl.resolve_fields(field_specs, tuple(c.fields))
-  _check_choice("norm", c.norm, hct.NORMS)
-  common = dict(num_items=num_items, max_len=c.max_len, d_model=c.d_model, dropout=c.dropout,
-                attention_dropout=c.attention_dropout, norm=c.norm, dtype=_DTYPES[c.dtype])
-  if c.name == "heterrec":
-    token_dim = c.token_dim or c.d_model
-    token_heads, item_heads = c.token_heads or c.heads, c.item_heads or c.heads
-    _check_heads("token", token_dim, token_heads)
-    _check_heads("item", c.d_model, item_heads)
-    _check_choice("mask", c.mask, hct.MASKS)
-    _check_choice("pooling", c.pooling, hct.POOLINGS)
-    _check_choice("candidate_fusion", c.candidate_fusion, ("concat", "sum", "id"))
-    if not c.use_id and (not fields or c.candidate_fusion == "id"):
-      raise ValueError("use_id=False needs feature fields and a candidate_fusion other than 'id'.")
-    return HeterRec(
-        fields=fields, token_dim=token_dim, token_layers=c.token_layers, token_heads=token_heads,
-        token_mlp_dim=c.mlp_ratio * token_dim, item_layers=c.item_layers, item_heads=item_heads,
-        item_mlp_dim=c.mlp_ratio * c.d_model, mask=c.mask, pooling=c.pooling,
-        candidate_fusion=c.candidate_fusion, use_id=c.use_id, type_embedding=c.type_embedding,
-        slot_embedding=c.slot_embedding, position_embedding=c.position_embedding, **common)
-  _check_heads("item", c.d_model, c.heads)
-  _check_choice("fusion", c.fusion, ("sum", "concat"))
-  if c.name == "fusion_sasrec" and not fields:
-    raise ValueError("fusion_sasrec needs at least one feature field; the data set has none.")
-  use_fields = c.name == "fusion_sasrec" or (c.name == "bert4rec" and c.bert4rec_use_fields)
-  bert = c.name == "bert4rec"
-  return ItemSequenceTransformer(
-      fields=fields if use_fields else (), layers=c.item_layers, heads=c.heads,
-      mlp_dim=c.mlp_ratio * c.d_model, fusion=c.fusion if use_fields else "sum",
-      bidirectional=bert, mask_token=bert, **common)
-
-
-def _check_heads(level: str, width: int, heads: int) -> None:
-  if heads < 1 or width % heads:
-    raise ValueError(f"{level}-level width {width} is not divisible by {heads} heads.")
-
-
-def _check_choice(key: str, value: str, choices: Sequence[str]) -> None:
-  if value not in choices:
-    raise ValueError(f"Unknown model.{key} {value!r}; use one of {tuple(choices)}.")
+  # Resolve the names for every model, so a typo fails even where the fields go unused.
+  try:
+    fields = embedders.resolve_fields(field_specs, config.field_names)
+  except ValueError as e:
+    raise config_checks.ConfigError(
+        "model.fields", str(e).rstrip("."),
+        "name fields of this data set, or leave model.fields empty for every usable one") from e
+  if isinstance(config, HeterRecConfig):
+    config_checks.require(config.use_id or bool(fields), "model.use_id",
+                          "is False, but the data set has no feature fields to make tokens of",
+                          "set --config.model.use_id=True")
+    return HeterRec(config, num_items, fields)
+  config_checks.require(config.name != "fusion_sasrec" or bool(fields), "model.name",
+                        "fusion_sasrec needs at least one feature field; the data set has none",
+                        "use --config.model.name=sasrec, or a data set with item features")
+  return ItemSequenceTransformer(config, num_items, fields if config.use_fields else ())
 
 
 def catalogue_embeddings(model: nn.Module, variables: Mapping[str, Any],
@@ -375,6 +242,17 @@ def user_embeddings(model: nn.Module, variables: Mapping[str, Any], batch: Mappi
   return last_valid_state(hidden, ids)
 
 
-def score_catalogue(user: Array, items: Array) -> Array:
-  """Scores ``[B, num_items + 1]`` of users ``[B, d]`` against candidates ``[N + 1, d]``."""
-  return jnp.einsum("bd,nd->bn", user, items, preferred_element_type=jnp.float32)
+def towers(model: nn.Module):
+  """``(user_fn, item_fn)`` of ``model`` for ``common.recsys.evaluation``.
+
+  ``user_fn(params, features, batch) -> [B, d]`` encodes ``batch["history_ids"]``
+  (``user_embeddings``); ``item_fn(params, features, ids) -> [*ids.shape, d]`` embeds candidates.
+  """
+  def user_fn(params, features, batch):
+    return user_embeddings(model, {"params": params}, {"item_ids": batch["history_ids"]},
+                           features)
+
+  def item_fn(params, features, ids):
+    return model.apply({"params": params}, features, ids, method="item_embeddings")
+
+  return user_fn, item_fn

@@ -4,10 +4,13 @@ The functional pieces, usable without the loop:
 
 - ``load_data(config)`` -> ``RecDataset`` (built in memory, or prepared once under
   ``config.data_dir`` and read back);
-- ``init(config, ds, rng)`` -> ``(TrainState, model, features)``;
-- ``make_train_step(config, model)`` -> the pure per-device step
+- ``config.validate(config)`` -> the model and loss config objects (the one config check);
+- ``build_model(config, ds)`` -> ``(model, features)``, no parameters yet;
+- ``make_init_state(config, model, features)`` -> the pure, jittable ``rng -> TrainState``;
+- ``make_train_step(model, loss_config)`` -> the pure per-device step
   ``(state, batch, rng, consts) -> (state, metrics)``;
-- ``evaluation.make_rank_fn`` / ``evaluation.evaluate`` for sharded full-ranking metrics.
+- ``common.recsys.evaluation.make_rank_fn`` / ``evaluate`` with ``models.towers(model)`` for
+  sharded full-ranking metrics.
 
 ``model.max_len`` is the history length L. A training example is a window of L + 1 consecutive
 training items (the most recent, or a random one with ``input.random_window``), left-padded; the
@@ -23,68 +26,35 @@ Evaluation ranks the held-out item of every user against the whole catalogue (le
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
+import dataclasses
 import io
 import os
-from typing import Any, Optional
+from typing import Optional
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from common import config_checks
 from common import data as data_lib
 from common import metric_writers
 from common import parallel
 from common import plots
 from common import train_loop
 from common import train_state as ts
-from heterrec_jax import evaluation
-from heterrec_jax import htfl
-from heterrec_jax import losses
-from heterrec_jax import metrics as metrics_lib
+from common.recsys import embedders
+from common.recsys import evaluation
+from common.recsys import losses
+from common.recsys import metrics as metrics_lib
+from heterrec_jax import config as config_lib
 from heterrec_jax import models
 from heterrec_jax import objectives
 
 
 def get_default_config() -> ml_collections.ConfigDict:
-  """Every key the HeterRec trainer reads (configs/heterrec/*.py start from this)."""
-  c = train_loop.base_config()
-  c.method = "heterrec"
-  c.data = ml_collections.ConfigDict()  # a data config (configs/data/*.py)
-  c.data_dir = ""  # if set, prepare the data set once under it and read it back
-  c.model = models.default_model_config()
-  c.loss = objectives.default_loss_config()
-  # stride 0: one window per user per epoch (its last, or a random one); stride s > 0: windows
-  # every s items, each target counted once per epoch (common.data.StridedWindowBatches).
-  c.input = ml_collections.ConfigDict(dict(random_window=False, stride=0))
-  c.eval = ml_collections.ConfigDict(dict(
-      batch_size=256, mask_history=True, max_batches=0, chunk_size=0, popularity_baseline=True,
-      # Write <workdir>/ranks_test.npz (and ranks_valid.npz) at the end: each evaluated user's
-      # id, held-out item and 0-based rank at the final (best) state, for paired per-user tests
-      # (scripts/paired_test.py).
-      save_ranks=True))
-  c.train.eval_every = 500
-  c.train.early_stop_patience = 0
-  return c
-
-
-def check_config(config: ml_collections.ConfigDict) -> None:
-  train_loop.check_config(config)
-  reference = get_default_config()
-  config_checks.check_against(config, reference, sections=("model", "loss", "input", "eval"))
-  config_checks.require(config.model.max_len >= 1, "model.max_len",
-                        f"must be >= 1 (the history length), got {config.model.max_len}",
-                        "set --config.model.max_len=50")
-  config_checks.require(0 <= config.input.stride <= config.model.max_len, "input.stride",
-                        f"must be in [0, model.max_len = {config.model.max_len}], got "
-                        f"{config.input.stride}",
-                        "set --config.input.stride=0 (one window per user) or a value in "
-                        "[1, model.max_len]")
-  config_checks.require(bool(config.data), "data", "is empty",
-                        "start from a configs/heterrec/*.py file, which sets a data source")
+  """Every key the HeterRec trainer reads (``configs/heterrec/defaults.py``)."""
+  return config_lib.default_config()
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -144,30 +114,48 @@ class Windows:
 
 # -- model, state, step --------------------------------------------------------------------------
 
-def build_model(config, ds: data_lib.RecDataset):
-  """The model of ``config.model`` for ``ds``'s catalogue, and its feature arrays."""
-  model_config = ml_collections.ConfigDict(config.model.to_dict())
-  model_config.max_len = config.model.max_len + 1  # training windows are L inputs + next item
+def build_model(config: ml_collections.ConfigDict, ds: data_lib.RecDataset,
+                model_config: Optional[config_lib.ModelConfig] = None):
+  """The model of ``config.model`` for ``ds``'s catalogue, and its feature arrays (numpy).
+
+  ``model_config`` is ``config.model``'s object when the caller has validated it already.
+  """
+  model_config = model_config or config_lib.model_config(config.model)
+  # Training windows are L inputs + the next item: the position table holds L + 1.
+  model_config = dataclasses.replace(model_config, max_len=config.model.max_len + 1)
   model = models.get_model(model_config, num_items=ds.num_items, field_specs=ds.field_specs)
-  fields = getattr(model, "fields", ())
   features = {k: np.asarray(v) for k, v in
-              htfl.select_features(fields, ds.item_features, ds.num_items).items()}
+              embedders.select_features(model.fields, ds.item_features, ds.num_items).items()}
   return model, features
 
 
-def init(config, ds, rng) -> tuple[ts.TrainState, Any, dict]:
-  """A fresh TrainState (host arrays), the model and its features."""
-  model, features = build_model(config, ds)
-  params_rng, state_rng = jax.random.split(rng)
-  dummy = {"item_ids": jnp.ones((1, config.model.max_len + 1), jnp.int32)}
-  params = jax.jit(lambda r: model.init(r, dummy, features))(params_rng)["params"]
+def make_init_state(config: ml_collections.ConfigDict, model, features: dict
+                    ) -> Callable[[jax.Array], ts.TrainState]:
+  """The pure, jittable ``rng -> TrainState`` of a fresh run.
+
+  The parameters depend on the features' shapes only, so the features enter as zeros made inside
+  the program: the catalogue is never baked into it as a constant, and ``jax.eval_shape`` of the
+  function gives the state's shapes without computing anything.
+  """
   tx = ts.make_optimizer(config.optim, config.train.num_steps)
-  return ts.create(model.apply, params, tx, state_rng), model, features
+  shapes = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in features.items()}
+  length = config.model.max_len + 1
+
+  def init_state(rng: jax.Array) -> ts.TrainState:
+    params_rng, state_rng = jax.random.split(rng)
+    dummy = {"item_ids": jnp.ones((1, length), jnp.int32)}
+    zeros = {k: jnp.zeros(s.shape, s.dtype) for k, s in shapes.items()}
+    params = model.init(params_rng, dummy, zeros)["params"]
+    return ts.create(model.apply, params, tx, state_rng)
+
+  # Jitted here too, so that a direct call draws exactly the parameters the loop's jitted call
+  # does (op-by-op random draws can differ from compiled ones in the last bit).
+  return jax.jit(init_state)
 
 
-def make_train_step(config, model):
+def make_train_step(model, loss_config: config_lib.LossConfig):
   """The pure per-device step ``(state, batch, rng, consts) -> (state, metrics)``."""
-  loss_fn = objectives.make_loss_fn(model, config.loss)
+  loss_fn = objectives.make_loss_fn(model, loss_config)
 
   def train_step(state, batch, rng, consts):
     def objective(params):
@@ -181,38 +169,31 @@ def make_train_step(config, model):
   return train_step
 
 
-def popularity_metrics(ds: data_lib.RecDataset, split: str, batch_size: int = 512,
-                       mask_history: bool = True) -> dict[str, float]:
-  """The popularity baseline (train-split counts as scores), same ranking rule and users."""
-  counts = ds.item_counts("train" if split == "valid" else "train_valid").astype(np.float32)
-  sums, n = {}, 0
-  for batch in data_lib.EvalBatches(ds, split=split, max_len=1, global_batch_size=batch_size,
-                                    process_index=0, process_count=1):
-    scores = np.broadcast_to(counts, (len(batch["target_ids"]), len(counts)))
-    per_user = metrics_lib.ranking_metrics(
-        scores, np.where(batch["valid"], batch["target_ids"], 0),
-        batch["seen_ids"] if mask_history else None)
-    for k, v in metrics_lib.mean_metrics(per_user).items():
-      sums[k] = sums.get(k, 0.0) + float(v) * int(batch["valid"].sum())
-    n += int(batch["valid"].sum())
-  return {k: v / max(n, 1) for k, v in sorted(sums.items())}
-
-
 # -- the whole run ------------------------------------------------------------------------------
 
 def make_task(config, ds) -> tuple[train_loop.Task, dict]:
-  state_template, model, features = init(config, ds, jax.random.PRNGKey(config.seed))
-  del state_template
+  """The loop's ``Task`` for ``config`` on ``ds``, and extras (model, features, per-user ranks).
+
+  Builds the model and features without parameters; ``task.init_state`` makes them.
+
+  Raises:
+    ConfigError: a bad config (``config.validate``); ValueError: a config that does not fit the
+      data set (a field it lacks).
+  """
+  model_config, loss_config = config_lib.validate(config)
+  model, features = build_model(config, ds, model_config)
   log_q = np.asarray(losses.popularity_log_q(jnp.asarray(ds.item_counts("train"))),
                      np.float32)
   consts = {"features": features, "log_q": log_q}
   eval_cache: dict = {}
   last_ranks: dict = {}
   train_counts = np.asarray(ds.item_counts("train"))
+  user_fn, item_fn = models.towers(model)
 
   def evaluate(dstate, dp, split):
     if dp not in eval_cache:
-      eval_cache[dp] = (evaluation.make_rank_fn(model, dp, mask_history=config.eval.mask_history,
+      eval_cache[dp] = (evaluation.make_rank_fn(user_fn, item_fn, model.num_items, dp,
+                                                mask_history=config.eval.mask_history,
                                                 chunk_size=config.eval.chunk_size),
                         dp.replicate(features))
     rank_fn, dfeatures = eval_cache[dp]
@@ -232,8 +213,8 @@ def make_task(config, ds) -> tuple[train_loop.Task, dict]:
     return out
 
   task = train_loop.Task(
-      init_state=lambda rng: init(config, ds, rng)[0],
-      train_step=make_train_step(config, model),
+      init_state=make_init_state(config, model, features),
+      train_step=make_train_step(model, loss_config),
       train_iter=Windows(ds, config),
       evaluate=evaluate,
       best_metric="ndcg@10",
@@ -252,7 +233,7 @@ def save_ranks(workdir: str, last_ranks: dict) -> None:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains ``config.model`` on ``config.data``; resumes from ``workdir``; returns results."""
-  check_config(config)
+  config_lib.validate(config)  # before loading any data
   ds = load_data(config)
   if jax.process_index() == 0:
     print(data_lib.format_summary(data_lib.summarize(ds)), flush=True)
@@ -261,8 +242,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if config.eval.save_ranks and jax.process_index() == 0 and "test" in results:
     save_ranks(workdir, extras["last_ranks"])
   if config.eval.popularity_baseline:
-    results["popularity_test"] = popularity_metrics(ds, "test",
-                                                    mask_history=config.eval.mask_history)
+    results["popularity_test"] = metrics_lib.popularity_metrics(
+        ds, "test", mask_history=config.eval.mask_history)
   if jax.process_index() == 0:
     plots.learning_curves(workdir, ("loss",), ("ndcg@10", "hr@10"))
     rows = [dict(model=config.model.name, split=s, **{k: results[s][k] for k in

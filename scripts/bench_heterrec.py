@@ -31,9 +31,7 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
 from absl import logging
 import jax
@@ -97,8 +95,9 @@ def measure_ours(model: str, ds, target_ndcg=None, size: str = "") -> dict:
   config = _config_for(model, size)
   task, _ = train.make_task(config, ds)
   dp = parallel.DataParallel(config.parallel.mode, config.parallel.num_devices)
-  state = dp.replicate(task.init_state(jax.random.PRNGKey(config.seed)))
-  params_count = int(sum(np.size(x) for x in jax.tree.leaves(dp.unreplicate(state).params)))
+  state = jax.jit(task.init_state)(jax.random.PRNGKey(config.seed))
+  params_count = int(sum(np.size(x) for x in jax.tree.leaves(state.params)))
+  state = dp.replicate(state)
   consts = dp.replicate(task.consts)
   step = dp.wrap_step(task.train_step, with_consts=True)
   first = dp.shard_batch(next(task.train_iter))
@@ -142,7 +141,7 @@ def _time_to_quality(config, ds, target: float) -> dict:
   """
   task, _ = train.make_task(config, ds)
   dp = parallel.DataParallel(config.parallel.mode, config.parallel.num_devices)
-  state = dp.replicate(task.init_state(jax.random.PRNGKey(config.seed)))
+  state = dp.replicate(jax.jit(task.init_state)(jax.random.PRNGKey(config.seed)))
   consts = dp.replicate(task.consts)
   step = dp.wrap_step(task.train_step, with_consts=True)
   state, m = step(state, dp.shard_batch(next(task.train_iter)), consts)  # compile, untimed

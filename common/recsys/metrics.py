@@ -1,4 +1,6 @@
-"""Full-ranking metrics: HR@K, NDCG@K and MRR@K from catalogue scores, pure ``jnp``, jittable.
+"""Full-ranking metrics: HR@K, NDCG@K and MRR@K from catalogue scores, and the popularity baseline.
+
+The metric functions are pure ``jnp`` and jittable.
 
 The rank of a target is the number of *eligible* items whose score is strictly higher (0 = top).
 Eligible: every item except the padding item 0 and, with history masking, the items of the user's
@@ -23,6 +25,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
+
+from common import data as data_lib
 
 Array = Any
 DEFAULT_KS = (5, 10, 20)
@@ -109,3 +114,29 @@ def mean_metrics(per_user: Mapping[str, Array]) -> dict[str, Array]:
   count = jnp.maximum(jnp.sum(valid), 1.0)
   return {name: jnp.sum(value * valid) / count for name, value in per_user.items()
           if name not in ("valid", "rank")}
+
+
+def popularity_metrics(ds: data_lib.RecDataset, split: str, batch_size: int = 512,
+                       mask_history: bool = True) -> dict[str, float]:
+  """The popularity baseline: training counts as scores, the same ranking rule and users.
+
+  Args:
+    ds: the data set.
+    split: ``valid`` (scores from the train split) or ``test`` (train + valid).
+    batch_size: users per batch.
+    mask_history: exclude each user's seen items other than the target.
+
+  Returns:
+    Mean ``hr@K``, ``ndcg@K``, ``mrr@K`` over the split's users.
+  """
+  counts = ds.item_counts("train" if split == "valid" else "train_valid").astype(np.float32)
+  sums, n = {}, 0
+  for batch in data_lib.EvalBatches(ds, split=split, max_len=1, global_batch_size=batch_size,
+                                    process_index=0, process_count=1):
+    scores = np.broadcast_to(counts, (len(batch["target_ids"]), len(counts)))
+    per_user = ranking_metrics(scores, np.where(batch["valid"], batch["target_ids"], 0),
+                               batch["seen_ids"] if mask_history else None)
+    for k, v in mean_metrics(per_user).items():
+      sums[k] = sums.get(k, 0.0) + float(v) * int(batch["valid"].sum())
+    n += int(batch["valid"].sum())
+  return {k: v / max(n, 1) for k, v in sorted(sums.items())}

@@ -24,13 +24,13 @@ results and time to quality: docs/heterrec_results.md.
 import ml_collections
 
 from configs.data import ml100k as ml100k_data
+from configs.heterrec import defaults
 from configs.heterrec import options
-from heterrec_jax import train
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   opts = options.parse(arg)
-  c = train.get_default_config()
+  c = defaults.get_default_config()
   c.data = ml100k_data.get_config()
   c.model.max_len = 50
   c.model.d_model = 64

@@ -12,13 +12,13 @@ Public reference points (PAPERS.md): SASRec with full cross-entropy HR@10 0.3152
 import ml_collections
 
 from configs.data import movielens
+from configs.heterrec import defaults
 from configs.heterrec import options
-from heterrec_jax import train
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   opts = options.parse(arg)
-  c = train.get_default_config()
+  c = defaults.get_default_config()
   c.data = movielens.get_config("ml-1m")
   c.model.max_len = 200
   c.model.d_model = 64

@@ -12,13 +12,13 @@ first, no timestamps, so the order is the file's. Without item features only the
 
 import ml_collections
 
+from configs.heterrec import defaults
 from configs.heterrec import options
-from heterrec_jax import train
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   opts = options.parse(arg)
-  c = train.get_default_config()
+  c = defaults.get_default_config()
   c.data = ml_collections.ConfigDict()
   c.data.name = "seqtext"
   c.data.source = ml_collections.ConfigDict(dict(

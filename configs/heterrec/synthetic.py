@@ -11,14 +11,14 @@ r"""HeterRec and its baselines on the embedded synthetic data (no files needed).
 import ml_collections
 
 from configs.data import synthetic as synthetic_data
+from configs.heterrec import defaults
 from configs.heterrec import options
-from heterrec_jax import train
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   opts = options.parse(arg)
   size = "tiny" if "runlocal" in opts else ("small" if "small" in opts else None)
-  c = train.get_default_config()
+  c = defaults.get_default_config()
   c.data = synthetic_data.get_config(size)
   c.model.max_len = 50
   c.model.d_model = 64

@@ -4,6 +4,11 @@ import jax
 import numpy as np
 
 from common.data.schema import FieldSpec
+from heterrec_jax import config as config_lib
+from tests.recsys import recsys_testlib
+
+fast_key = recsys_testlib.fast_key
+jit = recsys_testlib.jit
 
 NUM_ITEMS = 30
 MAX_LEN = 6
@@ -34,10 +39,16 @@ def make_features(seed=0, num_items=NUM_ITEMS):
 
 
 def tiny_model_config(**overrides):
+  """A tiny ``config.model`` section (a dict of the keys that differ from the defaults)."""
   config = dict(max_len=MAX_LEN, d_model=16, heads=2, mlp_ratio=2, token_layers=1,
                 item_layers=1, dropout=0.1, attention_dropout=0.1)
   config.update(overrides)
   return config
+
+
+def model_config(**overrides):
+  """The checked model config object of ``tiny_model_config(**overrides)``."""
+  return config_lib.model_config(tiny_model_config(**overrides))
 
 
 def random_params(model, ids, features, seed=0, scale=0.3):
@@ -48,20 +59,3 @@ def random_params(model, ids, features, seed=0, scale=0.3):
   shapes = jax.eval_shape(model.init, jax.random.key(0), {"item_ids": ids}, features)
   rng = np.random.default_rng(seed)
   return jax.tree.map(lambda s: np.asarray(rng.normal(size=s.shape) * scale, s.dtype), shapes)
-
-
-def fast_key(seed):
-  """A PRNG key whose random bits compile fast on CPU.
-
-  Threefry (the default) makes every dropout mask a large unrolled hash that XLA's CPU backend
-  takes seconds to compile; the models draw randomness the same way with either kind of key.
-  """
-  return jax.random.key(seed, impl="rbg")
-
-
-def jit(fun, **kwargs):
-  """``jax.jit`` with XLA's backend optimisation off: half the CPU compile time, same numbers.
-
-  These tests compile many tiny programs once each, so compile time is their whole cost.
-  """
-  return jax.jit(fun, compiler_options={"xla_backend_optimization_level": 0}, **kwargs)

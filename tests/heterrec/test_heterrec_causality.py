@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from heterrec_jax import htfl
+from common.recsys import embedders
 from heterrec_jax import models
 from tests.heterrec import heterrec_testlib as lib
 
@@ -46,9 +46,9 @@ def _perturb_feature(features, name, item):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
 def test_future_items_do_not_change_the_past(case):
   specs, raw = lib.make_specs(), lib.make_features()
-  model = models.get_model(lib.tiny_model_config(**case), num_items=lib.NUM_ITEMS,
+  model = models.get_model(lib.model_config(**case), num_items=lib.NUM_ITEMS,
                            field_specs=specs)
-  features = htfl.select_features(model.fields, raw, lib.NUM_ITEMS)
+  features = embedders.select_features(model.fields, raw, lib.NUM_ITEMS)
   ids = _sequences()
   params = lib.random_params(model, ids, features)
   apply = lambda f, i: model.apply(params, {"item_ids": i}, f)
@@ -66,7 +66,7 @@ def test_future_items_do_not_change_the_past(case):
     raw_changed = raw
     for item in ids[:3, T + 1]:
       raw_changed = _perturb_feature(raw_changed, spec.name, item)
-    variants.append((spec.name, htfl.select_features(model.fields, raw_changed,
+    variants.append((spec.name, embedders.select_features(model.fields, raw_changed,
                                                      lib.NUM_ITEMS), ids))
 
   moved_at_t1 = False
@@ -80,7 +80,7 @@ def test_future_items_do_not_change_the_past(case):
 
 
 def test_bert4rec_sees_both_sides():
-  model = models.get_model(lib.tiny_model_config(name="bert4rec"), num_items=lib.NUM_ITEMS)
+  model = models.get_model(lib.model_config(name="bert4rec"), num_items=lib.NUM_ITEMS)
   ids = _sequences()
   params = lib.random_params(model, ids, {})
   apply = lambda i: model.apply(params, {"item_ids": i}, {})
@@ -92,9 +92,9 @@ def test_bert4rec_sees_both_sides():
 
 def test_padding_row_features_never_reach_real_positions():
   specs, raw = lib.make_specs(), lib.make_features()
-  model = models.get_model(lib.tiny_model_config(name="heterrec", mask="causal", pooling="mean"),
+  model = models.get_model(lib.model_config(name="heterrec", mask="causal", pooling="mean"),
                            num_items=lib.NUM_ITEMS, field_specs=specs)
-  features = htfl.select_features(model.fields, raw, lib.NUM_ITEMS)
+  features = embedders.select_features(model.fields, raw, lib.NUM_ITEMS)
   ids = _sequences()
   params = lib.random_params(model, ids, features)
   apply = lambda f: model.apply(params, {"item_ids": ids}, f)

@@ -1,9 +1,17 @@
-"""Every HeterRec config file loads with its options and passes the trainer's checks."""
+"""Every HeterRec config file loads with its options, passes the validator, and is plain data."""
+
+import glob
+import os
+import subprocess
+import sys
 
 import pytest
 
 from configs.heterrec import ml100k, ml1m, options, seqtext, synthetic
+from heterrec_jax import config as config_lib
 from heterrec_jax import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.mark.parametrize("module,arg", [
@@ -13,7 +21,8 @@ from heterrec_jax import train
     (synthetic, "runlocal,s"), (synthetic, "quick,postln"), (ml100k, "runlocal,heterrec")])
 def test_configs_load_and_check(module, arg):
   config = module.get_config(arg)
-  train.check_config(config)
+  model, loss = config_lib.validate(config)
+  assert model.max_len == config.model.max_len and loss.k == config.loss.k
   opts = options.parse(arg)
   for name in options.MODELS:
     if name in opts:
@@ -40,8 +49,8 @@ def test_unknown_option_is_named():
 def test_bad_stride_names_the_key():
   config = ml100k.get_config("sasrec")
   config.input.stride = config.model.max_len + 1
-  with pytest.raises(Exception, match=r"input\.stride"):
-    train.check_config(config)
+  with pytest.raises(config_lib.ConfigError, match=r"input\.stride"):
+    config_lib.validate(config)
 
 
 def test_ml100k_dropout_per_model():
@@ -51,3 +60,30 @@ def test_ml100k_dropout_per_model():
     assert (c.model.dropout, c.model.attention_dropout) == (0.5, 0.5)
   c = ml100k.get_config("heterrec")
   assert (c.model.dropout, c.model.attention_dropout) == (0.2, 0.2)
+
+
+def test_default_config_is_the_plain_defaults_module():
+  from configs.heterrec import defaults  # pylint: disable=g-import-not-at-top
+  assert train.get_default_config().to_dict() == defaults.get_default_config().to_dict()
+
+
+def test_loading_every_config_imports_no_jax():
+  # Configs are data: loading one must not import JAX, the models or the trainer. A fresh
+  # interpreter, since this test process has JAX loaded already.
+  names = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(
+      REPO, "configs", "heterrec", "*.py")) if not p.endswith("__init__.py"))
+  assert {"defaults", "options", "synthetic", "ml100k"} <= set(names)
+  script = "\n".join([
+      "import importlib, sys",
+      f"for name in {names!r}:",
+      "  module = importlib.import_module('configs.heterrec.' + name)",
+      "  if hasattr(module, 'get_config'):",
+      "    module.get_config()",
+      "bad = sorted(m for m in sys.modules if m.split('.')[0] in",
+      "             ('jax', 'flax', 'heterrec_jax', 'common'))",
+      "assert not bad, bad",
+      "print('ok', len(" + repr(names) + "))"])
+  out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
+                       check=False)
+  assert out.returncode == 0, out.stderr
+  assert out.stdout.startswith("ok")

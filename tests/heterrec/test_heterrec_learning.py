@@ -10,7 +10,10 @@ import numpy as np
 import optax
 import pytest
 
-from heterrec_jax import models, objectives
+from common.recsys import evaluation
+from heterrec_jax import config as config_lib
+from heterrec_jax import models
+from heterrec_jax import objectives
 
 NUM_ITEMS, LENGTH, BATCH = 40, 10, 64
 
@@ -21,10 +24,11 @@ def _successor_batch(rng):
 
 
 def _train_and_top1(name, objective, steps):
-  model = models.get_model(
+  model = models.get_model(config_lib.model_config(
       dict(name=name, max_len=LENGTH, d_model=32, heads=2, item_layers=1, dropout=0.1,
-           attention_dropout=0.1), num_items=NUM_ITEMS)
-  loss_fn = objectives.make_loss_fn(model, {"objective": objective})
+           attention_dropout=0.1)), num_items=NUM_ITEMS)
+  loss_fn = objectives.make_loss_fn(
+      model, config_lib.loss_config({"objective": objective}, model=name))
   rng = np.random.default_rng(0)
   params = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
                       _successor_batch(rng), {})["params"]
@@ -45,7 +49,8 @@ def _train_and_top1(name, objective, steps):
   history = np.concatenate([np.zeros((BATCH, 1), np.int32), seqs[:, :-1]], axis=1)
   variables = {"params": params}
   user = models.user_embeddings(model, variables, {"item_ids": history}, {})
-  scores = np.array(models.score_catalogue(user, models.catalogue_embeddings(model, variables, {})))
+  items = models.catalogue_embeddings(model, variables, {})
+  scores = np.array(evaluation.score_catalogue(user, items))
   scores[:, 0] = -np.inf
   return float(np.mean(scores.argmax(axis=1) == seqs[:, -1]))
 

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from heterrec_jax import metrics
-from tests.heterrec import heterrec_testlib as lib
+from common.recsys import metrics
+from tests.recsys import recsys_testlib as lib
 
 B, N = 6, 40
 
