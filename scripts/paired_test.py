@@ -57,7 +57,7 @@ def load_ranks(path: str, split: str) -> dict:
 
 
 def per_user_metric(ranks: np.ndarray, metric: str) -> np.ndarray:
-  """Per-user metric from 0-based ranks, as ``heterrec_jax.metrics.metrics_from_ranks``."""
+  """Per-user metric from 0-based ranks, as ``common.recsys.metrics.metrics_from_ranks``."""
   name, _, k = metric.partition("@")
   if (name not in ("ndcg", "hr", "mrr") or not (k.isdigit() and int(k) >= 1 or k == "all")
       or metric == "hr@all"):

@@ -229,7 +229,7 @@ def oracle_metrics(cfg: dict, split: str = "test", ks: tuple[int, ...] = (5, 10,
   its true probability of being drawn next given the previous item (its category and primary
   tag), the user's hidden favourite tag and price level, and the items already drawn:
   ``transition[c_prev, c_j] * w_j / sum(w of unseen items in c_j)``. Ranking and history masking
-  follow ``heterrec_jax.metrics`` (strict ranks among unseen items; 0 = top). No model can beat
+  follow ``common.recsys.metrics`` (strict ranks among unseen items; 0 = top). No model can beat
   this in expectation; what is left above a model's score is what it has not learned. (The rare
   repeat of a user who has drawn a whole category is not modelled: such targets count as seen.)
   With ``know_user=False`` the oracle does not know the user's hidden tag and price level (a
