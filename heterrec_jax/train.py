@@ -246,12 +246,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         ds, "test", mask_history=config.eval.mask_history)
   if jax.process_index() == 0:
     plots.learning_curves(workdir, ("loss",), ("ndcg@10", "hr@10"))
-    rows = [dict(model=config.model.name, split=s, **{k: results[s][k] for k in
-                                                     ("hr@10", "ndcg@10", "mrr@10")})
-            for s in ("valid", "test") if s in results]
-    if "popularity_test" in results:
-      p = results["popularity_test"]
-      rows.append(dict(model="popularity", split="test", **{k: p[k] for k in
-                                                            ("hr@10", "ndcg@10", "mrr@10")}))
-    print(metric_writers.format_table(rows), flush=True)
+    if "test" in results:  # a stopped run printed how to get its results instead
+      print(results_table(config, results), flush=True)
+  return results
+
+
+def results_table(config: ml_collections.ConfigDict, results: dict) -> str:
+  """The model's valid/test HR, NDCG and MRR@10 beside the popularity baseline."""
+  keys = ("hr@10", "ndcg@10", "mrr@10")
+  rows = [dict(model=config.model.name, split=s, **{k: results[s][k] for k in keys})
+          for s in ("valid", "test") if s in results]
+  if "popularity_test" in results:
+    p = results["popularity_test"]
+    rows.append(dict(model="popularity", split="test", **{k: p[k] for k in keys}))
+  return metric_writers.format_table(rows)
+
+
+def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Tests the best state of a finished or stopped run in ``workdir`` (scripts/evaluate.py).
+
+  Writes ``results.json`` (marked with the step reached and why the run ended) and, with
+  ``eval.save_ranks``, the per-user ranks; prints the results table beside popularity.
+  """
+  config_lib.validate(config)
+  ds = load_data(config)
+  task, extras = make_task(config, ds)
+  results = train_loop.evaluate_checkpoint(config, workdir, task)
+  if jax.process_index() == 0:
+    if config.eval.save_ranks:
+      save_ranks(workdir, extras["last_ranks"])
+    shown = dict(results)
+    if config.eval.popularity_baseline:
+      shown["popularity_test"] = metrics_lib.popularity_metrics(
+          ds, "test", mask_history=config.eval.mask_history)
+    print(results_table(config, shown), flush=True)
   return results

@@ -46,6 +46,10 @@ def test_short_run_lifts_ndcg_far_above_popularity(tmp_path):
   ndcg = np.where(ranks < 10, 1.0 / np.log2(ranks + 2.0), 0.0)
   np.testing.assert_allclose(ndcg.mean(), test, rtol=1e-5)
   assert (saved["targets"] > 0).all() and (saved["target_train_count"] >= 0).all()
+  # scripts/evaluate.py's path: the best checkpoint re-tested gives the same test metrics.
+  again = train.evaluate_workdir(config, str(tmp_path))
+  assert again["test"]["ndcg@10"] == pytest.approx(test, rel=1e-6)
+  assert again["evaluated_step"] == out["best_step"] and again["stop_reason"] == "num_steps"
 
 
 def test_strided_windows_mark_their_counted_targets(tiny_data):
