@@ -67,15 +67,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, task: ChunkTask) -> dic
     mean), "state": host state}``; all but the state is also in ``<workdir>/results.json``.
   """
   train_loop.check_config(config)
-  t = config.train
   dp = parallel.DataParallel(config.parallel.mode, config.parallel.num_devices)
-  services = run_services.RunServices(
-      workdir, checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
-      progress_bar=t.progress_bar, sigkill_at_step=config.debug.sigkill_at_step)
-  try:
-    return _run(config, task, dp, services)
-  finally:
-    services.close()
+  return train_loop.run_with_services(config, workdir,
+                                      lambda services: _run(config, task, dp, services))
 
 
 def _run(config, task: ChunkTask, dp: parallel.DataParallel,

@@ -154,14 +154,21 @@ def run(config: ml_collections.ConfigDict, workdir: str, task: Task) -> dict:
     written to ``<workdir>/results.json``.
   """
   check_config(config)
-  t = config.train
   dp = parallel.DataParallel(config.parallel.mode, config.parallel.num_devices)
-  distributed.local_batch_size(t.batch_size, dp.num_devices)
+  distributed.local_batch_size(config.train.batch_size, dp.num_devices)
+  return run_with_services(config, workdir, lambda services: _run(config, task, dp, services))
+
+
+def run_with_services(config: ml_collections.ConfigDict, workdir: str,
+                      body: Callable[[run_services.RunServices], dict]) -> dict:
+  """``body(services)`` with the run services of ``config.train`` / ``config.debug``, always
+  closed afterwards (the workdir's lock is released even when the body raises)."""
+  t = config.train
   services = run_services.RunServices(
       workdir, checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
       progress_bar=t.progress_bar, sigkill_at_step=config.debug.sigkill_at_step)
   try:
-    return _run(config, task, dp, services)
+    return body(services)
   finally:
     services.close()
 
