@@ -154,7 +154,7 @@ def test_stopped_run_keeps_its_results_through_evaluate_script(tmp_path):
       stderr=subprocess.PIPE, text=True)
   deadline = time.time() + 120
   def best_saved():
-    best = tmp_path / "best"
+    best = tmp_path / "best" / "checkpoints"
     return best.is_dir() and any(p.name.isdigit() for p in best.iterdir())
   while not best_saved() and time.time() < deadline:
     time.sleep(0.2)
