@@ -94,8 +94,10 @@ def train_result(out_dir: str, stage: dict) -> dict:
     return row
   workdir = os.path.join(out_dir, stage["artifact"])
   results = _load_json(os.path.join(workdir, "results.json")) or {}
-  row["test"] = {k: v for k, v in (results.get("test") or {}).items()
-                 if isinstance(v, (int, float))}
+  # A scan-chunk trainer (common/chunk_loop.py) reports "final" (per seed and mean): the means.
+  final = results.get("test") or results.get("final") or {}
+  row["test"] = {k: v for k, v in final.items()
+                 if isinstance(v, (int, float)) and "/seed_" not in k}
   row["steps"] = results.get("step")
   row["stop_reason"] = results.get("stop_reason")
   train_rows = []
