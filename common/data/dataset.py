@@ -46,6 +46,9 @@ CONFIG_DEFAULTS = {
     "auto_features": True,
     "min_feature_match": features_lib.DEFAULT_MIN_FEATURE_MATCH,
 }
+# The item field of a sequence_text source's ``attributes_path`` JSON, unless
+# ``source.attributes_field`` names another.
+DEFAULT_ATTRIBUTES_FIELD = "attributes"
 # Formats whose source.path is a folder; the others read one file.
 _FOLDER_FORMATS = ("recbole_atomic", "movielens")
 
@@ -157,10 +160,12 @@ def read_source(source: dict, item_fields: Optional[dict] = None,
       movielens, a file otherwise) and, by format, recbole_atomic: ``dataset``, ``user_field``,
       ``item_field``, ``rating_field``, ``time_field``, ``seq_separator``; movielens:
       ``variant``; sequence_text: ``has_user_id``, ``separator``, ``item_path`` (optional item
-      table, read as for ``table``); table: ``user_col``, ``item_col``, ``rating_col``,
-      ``time_col``, ``item_path``, ``item_id_col``, ``user_path``, ``user_id_col``,
-      ``file_format``, ``delimiter``; synthetic: the generator's keys (synthetic.py). All take
-      ``encoding``.
+      table, read as for ``table``) or ``attributes_path`` (an ``item2attributes`` JSON, read
+      by ``readers.read_item_attributes`` into the field ``attributes_field``, default
+      ``attributes``; every item of the sequences needs an entry); table: ``user_col``,
+      ``item_col``, ``rating_col``, ``time_col``, ``item_path``, ``item_id_col``, ``user_path``,
+      ``user_id_col``, ``file_format``, ``delimiter``; synthetic: the generator's keys
+      (synthetic.py). All take ``encoding``.
     item_fields: the item feature options; a generic table reads the columns they name.
     user_fields: likewise for users.
 
@@ -198,7 +203,13 @@ def read_source(source: dict, item_fields: Optional[dict] = None,
   if fmt == "sequence_text":
     raw = readers.read_sequence_text(path, has_user_id=source.get("has_user_id", True),
                                      separator=source.get("separator"), encoding=enc)
-    if source.get("item_path"):
+    if source.get("attributes_path"):
+      raw.items = readers.read_item_attributes(
+          opt("attributes_path"), field=attributes_field(source), encoding=enc)
+      readers.require_item_rows(raw.items, raw.interactions, "source.attributes_path")
+      raw.interactions.items, raw.items.ids = canonical_ids(raw.interactions.items,
+                                                            raw.items.ids)
+    elif source.get("item_path"):
       raw.items = readers.read_table_features(
           opt("item_path"), id_col=source.get("item_id_col", "item_id"),
           columns=file_cols(item_fields), delimiter=source.get("delimiter"), encoding=enc)
@@ -215,6 +226,23 @@ def read_source(source: dict, item_fields: Optional[dict] = None,
       item_columns=file_cols(item_fields), user_path=opt("user_path"),
       user_id_col=source.get("user_id_col"), user_columns=file_cols(user_fields),
       format=source.get("file_format"), delimiter=source.get("delimiter"), encoding=enc)
+
+
+def attributes_field(source: dict) -> str:
+  """The item field a ``sequence_text`` source's ``attributes_path`` JSON becomes."""
+  return source.get("attributes_field") or DEFAULT_ATTRIBUTES_FIELD
+
+
+def _with_attributes(fields: dict, source: dict) -> dict:
+  """Item field options with the attributes field added (kind ``multi``) when the source has an
+  attributes JSON, so that it is built even with ``auto_features`` off; a field the config
+  lists keeps its options (``max_len``, ``min_count``, or ``drop``)."""
+  if not source.get("attributes_path"):
+    return fields
+  name = attributes_field(source)
+  fields = dict(fields)
+  fields[name] = {"kind": "multi", **(fields.get(name) or {})}
+  return fields
 
 
 def _dense_files(fields: dict) -> dict:
@@ -257,9 +285,30 @@ def check_config(cfg: dict) -> None:
   src = cfg.get("source") or {}
   for key in ("separator", "seq_separator"):
     check_separator(f"source.{key}", src.get(key))
+  _check_attributes_keys(src)
   for section in ("item_features", "user_features"):
     for name, opts in (cfg.get(section) or {}).items():
       check_separator(f"{section}.{name}.sep", (opts or {}).get("sep"))
+
+
+def _check_attributes_keys(src: dict) -> None:
+  """``source.attributes_path``/``attributes_field``: only for sequence_text, not with an item
+  table, and a usable field name."""
+  field = src.get("attributes_field")
+  if field is not None and (not isinstance(field, str) or not field or field == "item_id"):
+    raise config_error("source.attributes_field", f"{field!r} cannot name the attributes field",
+                       f"remove the key for the default, {DEFAULT_ATTRIBUTES_FIELD!r}, or set "
+                       "another non-empty name")
+  if not src.get("attributes_path"):
+    return  # a field name alone is harmless: --config.source.attributes_path='' turns them off
+  if src.get("format") != "sequence_text":
+    raise config_error("source.attributes_path", f"format {src.get('format')!r} does not read "
+                       "an item2attributes JSON (only 'sequence_text' does)",
+                       "remove the key, or give the attributes as an item table of this format")
+  if src.get("item_path"):
+    raise config_error("source.attributes_path", "source.item_path is set too, and the items "
+                       "take one table", "keep one of the two keys (or merge the attributes "
+                       "into the item table as a list column and drop attributes_path)")
 
 
 def build_dataset(config) -> RecDataset:
@@ -280,6 +329,7 @@ def build_dataset(config) -> RecDataset:
   item_fields = cfg.get("item_features") or {}
   user_fields = cfg.get("user_features") or {}
   auto = cfg.get("auto_features", True)
+  item_fields = _with_attributes(item_fields, cfg.get("source") or {})
   raw = read_source(cfg.get("source") or {}, item_fields, user_fields)
   raw.dense.update(_dense_files(item_fields))
   pre = dict(cfg.get("preprocess") or {})

@@ -6,10 +6,12 @@ Each reader returns the containers of ``raw.py``; raw MovieLens files are in ``m
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 import json
 import os
+import re
 from typing import Optional
 
 import numpy as np
@@ -186,6 +188,158 @@ def read_sequence_text(path: str, *, has_user_id: bool = True, separator: Option
   inter = RawInteractions(path, np.array(users, dtype=object), np.array(items, dtype=object),
                           None, None, np.array(lines, dtype=np.int64))
   return _canonical(RawData(inter))
+
+
+# ------------------------------------------------------------------------------------------------
+# Item attributes as one JSON object, ``{"item_id": [attribute_id, ...]}`` (the ``item2attributes``
+# file of S3-Rec and the papers that reuse its Amazon data).
+
+# A plain decimal integer as canonical_ids reads it: "007" or "+7" would not match 7 in the
+# sequence file, so they are refused rather than silently joined to nothing.
+_INT_ID = re.compile(r"-?(0|[1-9][0-9]*)")
+_ATTRIBUTES_FIX = ('the file must be one JSON object mapping each item id to a non-empty list of '
+                   'integer attribute ids, e.g. {"1": [3, 17], "2": [3]}')
+
+
+class _JsonObject(list):
+  """A JSON object as its (key, value) pairs, so that a repeated key is seen, not merged."""
+
+
+def _positions(text: str, offsets: list[Optional[int]]) -> list[tuple]:
+  """The 1-based line and column (a str, as DataError's column) of each character offset."""
+  newlines = [m.start() for m in re.finditer("\n", text)]
+  out = []
+  for o in offsets:
+    if o is None:
+      out.append((None, None))
+      continue
+    n = bisect.bisect_left(newlines, o)
+    out.append((n + 1, str(o - (newlines[n - 1] if n else -1))))
+  return out
+
+
+def _key_offsets(text: str, keys: list[str]) -> list[Optional[int]]:
+  """Where each key of the top-level object is in ``text`` (keys in file order), or None.
+
+  One forward scan: each key is searched from where the previous one was found, and only a
+  string followed by ``:`` counts (a string in a list is a value). A key written with escapes
+  (``"\\u0034"``) is not found; its messages then give no line.
+  """
+  out, pos = [], 0
+  for key in keys:
+    quoted = json.dumps(key, ensure_ascii=False)
+    at = text.find(quoted, pos)
+    while at >= 0 and not text[at + len(quoted):at + len(quoted) + 64].lstrip().startswith(":"):
+      at = text.find(quoted, at + 1)
+    out.append(None if at < 0 else at)
+    pos = pos if at < 0 else at + len(quoted)
+  return out
+
+
+def read_item_attributes(path: str, *, field: str = "attributes",
+                         encoding: str = "auto") -> RawTable:
+  """Reads an ``item2attributes`` JSON file as an item table with one ``token_seq`` column.
+
+  The file is one JSON object, ``{"item_id": [attribute_id, ...], ...}``: item ids are the
+  object's keys, attribute ids the list values, both integers; the order within a list does not
+  matter and a repeated attribute counts once (features.py). The column becomes a ``multi`` field.
+
+  Args:
+    path: the JSON file.
+    field: the column's (and by default the feature field's) name.
+    encoding: text encoding.
+
+  Returns:
+    The table: int64 item ids, one row per key, and the column ``field`` holding each item's
+    attribute ids as strings. ``lines`` are the lines the keys are on.
+
+  Raises:
+    DataError: a missing file; malformed JSON (with its line and column); a top level that is
+      not an object, or a value that is not a list; an item id or attribute id that is not an
+      integer, an empty list, or a repeated item id (each naming the item, with its line and
+      column).
+  """
+  text = read_text(path, encoding)
+  try:
+    obj = json.loads(text, object_pairs_hook=_JsonObject)
+  except json.JSONDecodeError as e:
+    raise DataError(f"malformed JSON: {e.msg} (character {e.pos}). Fix: {_ATTRIBUTES_FIX}.",
+                    path=path, line=e.lineno, column=str(e.colno)) from None
+  if not isinstance(obj, _JsonObject):
+    raise DataError(f"the top level is {_json_kind(obj)}, not an object of lists. "
+                    f"Fix: {_ATTRIBUTES_FIX}.", path=path, line=1)
+  where = _positions(text, _key_offsets(text, [k for k, _ in obj]))
+  ids, values, seen = [], [], set()
+  for (key, attrs), (line, col) in zip(obj, where):
+    bad = lambda problem, fix: DataError(f"item {key!r}: {problem}. Fix: {fix}.", path=path,
+                                         line=line, column=col)
+    if not _INT_ID.fullmatch(key):
+      raise bad("the item id is not an integer", "key the object by the integer item ids of "
+                "the sequence file, written as JSON strings without leading zeros, e.g. \"42\"")
+    if key in seen:
+      raise bad("the item id appears more than once in the object", "merge its lists into one "
+                "entry")
+    seen.add(key)
+    if not isinstance(attrs, list) or isinstance(attrs, _JsonObject):
+      raise bad(f"the value is {_json_kind(attrs)}, not a list of attribute ids", _ATTRIBUTES_FIX)
+    if not attrs:
+      raise bad("the attribute list is empty", "give the item at least one attribute id")
+    toks = []
+    for a in attrs:
+      if isinstance(a, str) and _INT_ID.fullmatch(a):
+        a = int(a)
+      if not isinstance(a, int) or isinstance(a, bool):
+        raise bad(f"attribute id {a!r} is not an integer", "write attribute ids as JSON "
+                  "integers, e.g. [3, 17]")
+      toks.append(str(a))
+    ids.append(int(key))
+    values.append(toks)
+  lines = [line or 1 for line, _ in where]
+  return RawTable(path, np.array(ids, dtype=np.int64),
+                  {field: RawColumn(field, "token_seq", values)}, np.array(lines, dtype=np.int64))
+
+
+def _json_kind(value) -> str:
+  """A decoded JSON value's kind, as the file would call it (for messages)."""
+  if isinstance(value, _JsonObject):
+    return "an object"
+  if isinstance(value, list):
+    return "an array"
+  if isinstance(value, str):
+    return "a string"
+  if isinstance(value, bool):
+    return "a boolean"
+  return "null" if value is None else "a number"
+
+
+def require_item_rows(table: RawTable, inter: RawInteractions, key: str) -> None:
+  """Checks that every item of the events has a row in an item table that must cover them all.
+
+  Args:
+    table: the item table (e.g. from ``read_item_attributes``).
+    inter: the events.
+    key: the config key that named the table, for the fix.
+
+  Raises:
+    DataError: naming the table, the first missing item (and its line in the events file), how
+      many are missing, and the fix.
+  """
+  items, table_ids = canonical_ids(inter.items, table.ids)
+  missing = ~np.isin(items, table_ids)
+  if not missing.any():
+    return
+  first = int(np.argmax(missing))
+  distinct = list(dict.fromkeys(items[missing].tolist()))
+  n_items = len(np.unique(items))
+  examples = ", ".join(repr(v) for v in distinct[:3])
+  hint = ""
+  if items.dtype.kind not in "iu":
+    hint = " (the sequence file's item ids are not all integers, the JSON's keys are)"
+  raise DataError(
+      f"item {items[first].item()!r} of {inter.path} (line {int(inter.lines[first])}) has no entry "
+      f"here; {len(distinct)} of the {n_items} items in the sequences have none (e.g. "
+      f"{examples}){hint}. Fix: add an entry for each of them, or set {key} to the JSON that "
+      "belongs to this sequence file.", path=table.path)
 
 
 # ------------------------------------------------------------------------------------------------
