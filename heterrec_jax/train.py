@@ -28,8 +28,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 import dataclasses
-import io
-import os
 from typing import Optional
 
 import jax
@@ -38,7 +36,6 @@ import ml_collections
 import numpy as np
 
 from common import data as data_lib
-from common import metric_writers
 from common import parallel
 from common import plots
 from common import train_loop
@@ -47,6 +44,7 @@ from common.recsys import embedders
 from common.recsys import evaluation
 from common.recsys import losses
 from common.recsys import metrics as metrics_lib
+from common.recsys import runs
 from heterrec_jax import config as config_lib
 from heterrec_jax import models
 from heterrec_jax import objectives
@@ -59,19 +57,7 @@ def get_default_config() -> ml_collections.ConfigDict:
 
 # -- data ----------------------------------------------------------------------------------------
 
-def load_data(config: ml_collections.ConfigDict) -> data_lib.RecDataset:
-  """The data set of ``config.data``: prepared under ``config.data_dir`` once, else in memory."""
-  if not config.data_dir:
-    return data_lib.build_dataset(config.data)
-  name = config.data.name
-  if os.path.exists(data_lib.dataset_dir(config.data_dir, name)):
-    return data_lib.load(name, config.data_dir)
-  if jax.process_index() == 0:
-    data_lib.prepare(config.data, config.data_dir)
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    multihost_utils.sync_global_devices("heterrec data prepared")
-  return data_lib.load(name, config.data_dir)
+load_data = runs.load_data
 
 
 class Windows:
@@ -222,13 +208,7 @@ def make_task(config, ds) -> tuple[train_loop.Task, dict]:
   return task, {"model": model, "features": features, "last_ranks": last_ranks}
 
 
-def save_ranks(workdir: str, last_ranks: dict) -> None:
-  """Writes each split's per-user ranks to ``<workdir>/ranks_<split>.npz``, atomically."""
-  for split, arrays in last_ranks.items():
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    metric_writers.atomic_write_bytes(os.path.join(workdir, f"ranks_{split}.npz"),
-                                      buffer.getvalue())
+save_ranks = runs.save_ranks
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:

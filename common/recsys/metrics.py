@@ -117,7 +117,8 @@ def mean_metrics(per_user: Mapping[str, Array]) -> dict[str, Array]:
 
 
 def popularity_metrics(ds: data_lib.RecDataset, split: str, batch_size: int = 512,
-                       mask_history: bool = True) -> dict[str, float]:
+                       mask_history: bool = True,
+                       ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
   """The popularity baseline: training counts as scores, the same ranking rule and users.
 
   Args:
@@ -125,6 +126,7 @@ def popularity_metrics(ds: data_lib.RecDataset, split: str, batch_size: int = 51
     split: ``valid`` (scores from the train split) or ``test`` (train + valid).
     batch_size: users per batch.
     mask_history: exclude each user's seen items other than the target.
+    ks: cut-offs.
 
   Returns:
     Mean ``hr@K``, ``ndcg@K``, ``mrr@K`` over the split's users.
@@ -135,7 +137,7 @@ def popularity_metrics(ds: data_lib.RecDataset, split: str, batch_size: int = 51
                                     process_index=0, process_count=1):
     scores = np.broadcast_to(counts, (len(batch["target_ids"]), len(counts)))
     per_user = ranking_metrics(scores, np.where(batch["valid"], batch["target_ids"], 0),
-                               batch["seen_ids"] if mask_history else None)
+                               batch["seen_ids"] if mask_history else None, ks=ks)
     for k, v in mean_metrics(per_user).items():
       sums[k] = sums.get(k, 0.0) + float(v) * int(batch["valid"].sum())
     n += int(batch["valid"].sum())
