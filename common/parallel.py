@@ -183,7 +183,7 @@ class DataParallel:
   # -- running per-device code ---------------------------------------------------------------------
 
   def wrap(self, fn: Callable[..., Any], in_specs: tuple, out_specs: Any,
-           donate_argnums: tuple[int, ...] = (), check_vma: bool = True) -> Callable[..., Any]:
+           donate_argnums: tuple[int, ...] = (), check_vma: bool = False) -> Callable[..., Any]:
     """Runs the per-device ``fn`` data-parallel over this layout's devices.
 
     Args:
@@ -193,8 +193,12 @@ class DataParallel:
       out_specs: the specs of the outputs. A replicated output must really be the same on every
         device (e.g. the result of ``pmean``/``psum``).
       donate_argnums: arguments whose buffers may be reused for the outputs.
-      check_vma: mesh mode: let ``shard_map`` check that replicated outputs are replicated (turn
-        off for values replicated by construction that it cannot infer, e.g. from ``all_gather``).
+      check_vma: mesh mode: turn on ``shard_map``'s varying-manual-axes typing, which checks that
+        replicated outputs are replicated. Off by default, so that ``fn`` means the same in both
+        modes: with it on, ``jax.grad`` of a loss with respect to a replicated input (the params)
+        already returns the *sum* of the per-device gradients (the transpose of the implicit
+        ``pvary``), and the ``pmean`` a step applies would leave that sum D times too large
+        (``tests/common/test_parallel.py`` checks the gradients against pmap and one device).
 
     Returns:
       A function taking and returning arrays in this layout (``put`` / ``to_host``).

@@ -27,7 +27,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # The last 20 items: 6x less user-tower compute than 50 on a CPU (0.13 s against 0.78 s a step),
   # so that 3 seeds of every sampler and ablation fit a CPU session.
   c.model.max_len = 20
-  c.train.num_steps = 2500
+  c.train.num_steps = 1000
   c.train.batch_size = 256
   c.train.log_every = 100
   c.train.eval_every = 250

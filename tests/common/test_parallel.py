@@ -39,6 +39,20 @@ def test_pmap_mesh_and_single_device_agree():
   assert single_losses[-1] < single_losses[0]
 
 
+@pytest.mark.parametrize("mode", ["pmap", "mesh"])
+def test_averaged_gradients_equal_the_whole_batch_gradient(mode):
+  # Adam's update barely changes when every gradient is scaled, so the loop tests above could not
+  # see a mesh step whose "mean" gradient was the sum over devices; compare the gradients.
+  x = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
+  w = np.linspace(0.5, 1.5, 3).astype(np.float32)
+  loss = lambda w, x: jax.numpy.mean((x @ w) ** 2)
+  dp = parallel.DataParallel(mode, 8)
+  grad = dp.wrap(lambda w, x: parallel.pmean(jax.grad(loss)(w, x)),
+                 (parallel.REPLICATED, parallel.SHARDED), parallel.REPLICATED)
+  got = dp.to_host(grad(dp.replicate(w), dp.put(x, parallel.SHARDED)))
+  np.testing.assert_allclose(got, jax.grad(loss)(w, x), rtol=1e-5)
+
+
 def test_full_loop_pmap_equals_mesh(tmp_path):
   results = {}
   for mode in ("pmap", "mesh"):
