@@ -419,6 +419,17 @@ def softmax_loss(rng: Array, config: SamplerConfig, user: Array, positive: Array
   mask = jnp.concatenate(masks, axis=1)
   logits = jnp.where(mask, logits, NEG_INF)
   nll = jax.nn.logsumexp(logits, axis=1) - pos
+  # Where the softmax's mass sits (a diagnostic): the positive, the shared pool, the rest.
+  prob = lax.stop_gradient(jax.nn.softmax(logits, axis=1))
+  stats["mass/positive"] = jnp.mean(prob[:, 0])
+  if shared_emb.shape[0]:
+    stats["mass/shared"] = jnp.mean(jnp.sum(prob[:, 1:1 + shared_emb.shape[0]], axis=1))
+  widths = [x.shape[1] for x in parts]
+  if config.edis != "none":
+    stats["mass/virtual"] = jnp.mean(jnp.sum(prob[:, -widths[-1]:], axis=1))
+  if row_emb.shape[1]:
+    start = sum(widths[:-2]) if config.edis != "none" else sum(widths[:-1])
+    stats["mass/msac"] = jnp.mean(jnp.sum(prob[:, start:start + row_emb.shape[1]], axis=1))
   total = jnp.sum(jnp.where(row_mask, nll, 0.0))
   stats["negatives_per_row"] = jnp.mean(jnp.sum(mask, axis=1).astype(jnp.float32) - 1.0)
   return total, jnp.sum(row_mask.astype(jnp.float32)), stats

@@ -237,8 +237,7 @@ def make_refresh(config: ml_collections.ConfigDict, model: models.TwoTower,
   def refresh(state, consts):
     points = lax.stop_gradient(cluster_points(config, model, state.params, consts))
     key = jax.random.fold_in(jax.random.fold_in(state.rng, 0x3e5a), state.step)
-    result = kmeans.residual_kmeans(points, k1, k2, key, max_iter=iters, tol=1e-4,
-                                    chunk_size=min(4096, points.shape[0]))
+    result = kmeans.residual_kmeans(points, k1, k2, key, max_iter=iters, tol=1e-4)
     inertia = jnp.stack([result.level1.inertia, result.level2.inertia])
     tables = samplers.build_tables(result.level1.assignments.astype(jnp.int32),
                                    result.level2.assignments.astype(jnp.int32),

@@ -8,7 +8,8 @@
   interpolation), ``mc<a>_mo<b>`` (e.g. ``mc3_mo6``: MSAC's m_c / m_o), ``k1_<n>`` (primary
   clusters), ``k2_<n>`` (residual codes), ``refresh_<n>`` (re-cluster every n steps; 0 = once),
   ``rep_<multimodal|tower|both>`` (what MSAC clusters), ``nomm`` (the item tower without the
-  multimodal vector), ``mean`` (mean-pooling user tower);
+  multimodal vector), ``mean`` (mean-pooling user tower), ``nologq`` (no logQ correction of the
+  shared pool);
 - ``quick`` / ``runlocal``: the README's main job / a seconds-long smoke run.
 """
 
@@ -20,7 +21,7 @@ SAMPLERS = ("uniform", "popularity", "in_batch", "mixed", "hard", "msac", "edis_
             "edis_hard", "edis", "esans", "esans_simple", "esans_hard")
 ABLATIONS = {"no_edis": "msac", "no_msac": "edis", "simple": "esans_simple",
              "hard": "esans_hard"}
-FLAGS = {"nomm", "mean", "quick", "runlocal"}
+FLAGS = {"nomm", "mean", "nologq", "quick", "runlocal"}
 _PATTERNS = (r"mc(\d+)_mo(\d+)", r"k1_(\d+)", r"k2_(\d+)", r"refresh_(\d+)",
              r"rep_(multimodal|tower|both)")
 
@@ -60,3 +61,5 @@ def apply(c: ml_collections.ConfigDict, opts: list[str], extra=frozenset()) -> N
       c.model.use_mm = False
     elif o == "mean":
       c.model.user_encoder = "mean"
+    elif o == "nologq":
+      c.sampler.logq = False
