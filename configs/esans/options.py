@@ -4,8 +4,9 @@
   (in-batch + uniform, debiased), ``hard`` (dynamic hard-negative mining), ``msac``,
   ``edis_simple``, ``edis_hard``, ``edis``, ``esans`` (the default: MSAC + both EDIS kinds),
   ``esans_simple``, ``esans_hard``;
-- ablations: ``no_edis`` (= msac), ``no_msac`` (= edis), ``simple`` / ``hard`` (ESANS with one
-  interpolation), ``mc<a>_mo<b>`` (e.g. ``mc3_mo6``: MSAC's m_c / m_o), ``k1_<n>`` (primary
+- ablations: ``no_edis`` (= msac), ``no_msac`` (= edis), ``simple`` (= esans_simple; ESANS with
+  hard interpolation only is the preset ``esans_hard``: ``hard`` is hard-negative mining),
+  ``mc<a>_mo<b>`` (e.g. ``mc3_mo6``: MSAC's m_c / m_o), ``k1_<n>`` (primary
   clusters), ``k2_<n>`` (residual codes), ``refresh_<n>`` (re-cluster every n steps; 0 = once),
   ``rep_<multimodal|tower|both>`` (what MSAC clusters), ``nomm`` (the item tower without the
   multimodal vector), ``mean`` (mean-pooling user tower), ``nologq`` (no logQ correction of the
@@ -19,8 +20,8 @@ import ml_collections
 
 SAMPLERS = ("uniform", "popularity", "in_batch", "mixed", "hard", "msac", "edis_simple",
             "edis_hard", "edis", "esans", "esans_simple", "esans_hard")
-ABLATIONS = {"no_edis": "msac", "no_msac": "edis", "simple": "esans_simple",
-             "hard": "esans_hard"}
+# ("hard" is the hard-negative-mining preset; ESANS with hard interpolation only is esans_hard.)
+ABLATIONS = {"no_edis": "msac", "no_msac": "edis", "simple": "esans_simple"}
 FLAGS = {"nomm", "mean", "nologq", "quick", "runlocal"}
 _PATTERNS = (r"mc(\d+)_mo(\d+)", r"k1_(\d+)", r"k2_(\d+)", r"refresh_(\d+)",
              r"rep_(multimodal|tower|both)")
