@@ -29,6 +29,7 @@ from common import config_checks
 from common import train_loop
 from common.recsys import losses
 from common.recsys.embedders import EmbedderConfig
+from common.recsys.embedders import MULTI_TOKENS
 from common.recsys.transformer import NORMS, TransformerConfig
 from configs.heterrec import defaults
 
@@ -57,6 +58,8 @@ class HeterRecConfig:
     mask: token mask, ``block_causal`` or ``causal``.
     pooling: item block pooling, ``last`` or ``mean``.
     candidate_fusion: candidate embedding from the field tokens, ``concat``, ``sum`` or ``id``.
+    multi_tokens: a multi-valued field in the token sequence: one ``pooled`` token, or one token
+      per value (``per_value``; padding values masked). Candidates always pool.
     use_id: the id is a token.
     type_embedding, slot_embedding, position_embedding: HTFL's additive embeddings.
     dropout: token/residual/MLP dropout.
@@ -79,6 +82,7 @@ class HeterRecConfig:
   mask: str = "block_causal"
   pooling: str = "last"
   candidate_fusion: str = "concat"
+  multi_tokens: str = "pooled"
   use_id: bool = True
   type_embedding: bool = True
   slot_embedding: bool = True
@@ -95,7 +99,8 @@ class HeterRecConfig:
   def embedder(self) -> EmbedderConfig:
     return EmbedderConfig(dim=self.token_dim, use_id=self.use_id,
                           type_embedding=self.type_embedding, slot_embedding=self.slot_embedding,
-                          dtype=self.dtype, param_dtype=self.param_dtype)
+                          multi_tokens=self.multi_tokens, dtype=self.dtype,
+                          param_dtype=self.param_dtype)
 
   def _stack(self, layers: int, heads: int, mlp_dim: int) -> TransformerConfig:
     return TransformerConfig(layers=layers, heads=heads, mlp_dim=mlp_dim, dropout=self.dropout,
@@ -266,6 +271,7 @@ def model_config(model: Optional[Mapping[str, Any]] = None) -> ModelConfig:
     _choice("model.mask", c.mask, MASKS)
     _choice("model.pooling", c.pooling, POOLINGS)
     _choice("model.candidate_fusion", c.candidate_fusion, CANDIDATE_FUSIONS)
+    _choice("model.multi_tokens", c.multi_tokens, MULTI_TOKENS)
     config_checks.require(
         c.use_id or c.candidate_fusion != "id", "model.candidate_fusion",
         "is 'id', but use_id=False leaves no id token to score with",
@@ -274,8 +280,9 @@ def model_config(model: Optional[Mapping[str, Any]] = None) -> ModelConfig:
         token_dim=token_dim, token_layers=c.token_layers, token_heads=token_heads,
         token_mlp_dim=c.mlp_ratio * token_dim, item_layers=c.item_layers, item_heads=item_heads,
         item_mlp_dim=c.mlp_ratio * c.d_model, mask=c.mask, pooling=c.pooling,
-        candidate_fusion=c.candidate_fusion, use_id=c.use_id, type_embedding=c.type_embedding,
-        slot_embedding=c.slot_embedding, position_embedding=c.position_embedding, **common)
+        candidate_fusion=c.candidate_fusion, multi_tokens=c.multi_tokens, use_id=c.use_id,
+        type_embedding=c.type_embedding, slot_embedding=c.slot_embedding,
+        position_embedding=c.position_embedding, **common)
   _heads("model.heads", "item", c.d_model, c.heads)
   _choice("model.fusion", c.fusion, SEQUENCE_FUSIONS)
   bert = c.name == "bert4rec"

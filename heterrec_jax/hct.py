@@ -13,11 +13,16 @@ Each item's block of ``K`` outputs is then pooled into one vector (``config.pool
 slot or ``mean`` of the block), projected to the item width if the widths differ, and an
 item-level causal transformer runs over the ``L`` vectors. Both levels are
 ``common.recsys.transformer.Transformer`` stacks, with the padding rules described there.
+
+With per-value attribute tokens (``token_valid``) some slots of an item are padding: they are
+masked as keys (a padding token still sees itself, so no attention row is empty), and pooling
+reads only real slots (``last``: the last real slot; ``mean``: their mean). An item none of whose
+slots is real pools to zero.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -29,13 +34,16 @@ from heterrec_jax.config import MASKS
 Array = Any
 
 
-def token_attention_mask(item_valid: Array, num_slots: int, mode: str) -> Array:
+def token_attention_mask(item_valid: Array, num_slots: int, mode: str,
+                         token_valid: Optional[Array] = None) -> Array:
   """The token-level mask ``[B, 1, L*K, L*K]`` (True = may attend).
 
   Args:
     item_valid: ``[B, L]`` bool, False at padding items.
     num_slots: ``K``, tokens per item.
     mode: ``block_causal`` or ``causal`` (see the module docstring).
+    token_valid: ``[B, L*K]`` bool, False at padding slots (per-value tokens); None = every
+      slot of a real item is real.
   """
   if mode not in MASKS:
     raise ValueError(f"Unknown mask {mode!r}; use one of {MASKS}.")
@@ -46,7 +54,34 @@ def token_attention_mask(item_valid: Array, num_slots: int, mode: str) -> Array:
   else:
     item = pos // num_slots
     structure = item[None, :] <= item[:, None]
-  return transformer.with_padding(structure, jnp.repeat(item_valid, num_slots, axis=1))
+  key_valid = jnp.repeat(item_valid, num_slots, axis=1)
+  if token_valid is not None:
+    key_valid = key_valid & token_valid
+  return transformer.with_padding(structure, key_valid)
+
+
+def pool_items(h: Array, mode: str, slot_valid: Optional[Array] = None) -> Array:
+  """Pools each item's block ``[B, L, K, d]`` to ``[B, L, d]``.
+
+  Args:
+    h: the token outputs, item-major.
+    mode: ``last`` (the last slot) or ``mean`` (of the slots).
+    slot_valid: ``[B, L, K]`` bool; if given, only real slots count: ``last`` is the last real
+      slot and ``mean`` their mean, and an item without one pools to zero (never NaN).
+  """
+  if slot_valid is None:
+    # Under the causal mask only the last slot has seen the whole item; mean pooling mixes in
+    # slots that saw less of it (that difference is what the switch ablates).
+    return h[:, :, -1] if mode == "last" else jnp.mean(h, axis=2)
+  any_valid = jnp.any(slot_valid, axis=2)[..., None]
+  if mode == "last":
+    slots = jnp.arange(h.shape[2])
+    last = jnp.max(jnp.where(slot_valid, slots, 0), axis=2)
+    picked = jnp.take_along_axis(h, last[:, :, None, None], axis=2)[:, :, 0]
+    return jnp.where(any_valid, picked, 0).astype(h.dtype)
+  weight = slot_valid.astype(h.dtype)[..., None]
+  total = jnp.sum(h * weight, axis=2)
+  return (total / jnp.maximum(jnp.sum(weight, axis=2), 1)).astype(h.dtype)
 
 
 class HCT(nn.Module):
@@ -61,22 +96,26 @@ class HCT(nn.Module):
   num_slots: int
 
   @nn.compact
-  def __call__(self, tokens: Array, item_valid: Array, train: bool = False) -> Array:
-    """Maps tokens ``[B, L*K, d_token]`` and validity ``[B, L]`` to item states ``[B, L, d]``."""
+  def __call__(self, tokens: Array, item_valid: Array, train: bool = False,
+               token_valid: Optional[Array] = None) -> Array:
+    """Maps tokens ``[B, L*K, d_token]`` and validity ``[B, L]`` to item states ``[B, L, d]``.
+
+    ``token_valid`` (``[B, L*K]`` bool, optional) marks padding slots of per-value attribute
+    tokens: masked as keys and left out of the pooling.
+    """
     c = self.config
     batch, length = item_valid.shape
     if tokens.shape[1] != length * self.num_slots:
       raise ValueError(f"HCT got {tokens.shape[1]} tokens for {length} items of "
                        f"{self.num_slots} slots.")
-    mask = token_attention_mask(item_valid, self.num_slots, c.mask)
+    mask = token_attention_mask(item_valid, self.num_slots, c.mask, token_valid)
     if c.norm == "post":
       tokens = nn.LayerNorm(dtype=c.dtype, param_dtype=c.param_dtype,
                             name="token_input_norm")(tokens)
     h = transformer.Transformer(c.token_transformer, name="token_transformer")(tokens, mask, train)
     h = h.reshape(batch, length, self.num_slots, h.shape[-1])
-    # Under the causal mask only the last slot has seen the whole item; mean pooling mixes in
-    # slots that saw less of it (that difference is what the switch ablates).
-    h = h[:, :, -1] if c.pooling == "last" else jnp.mean(h, axis=2)
+    slot_valid = None if token_valid is None else token_valid.reshape(batch, length, -1)
+    h = pool_items(h, c.pooling, slot_valid)
     if h.shape[-1] != c.d_model:
       h = nn.Dense(c.d_model, dtype=c.dtype, param_dtype=c.param_dtype, name="token_to_item")(h)
     return transformer.Transformer(c.item_transformer, name="item_transformer")(

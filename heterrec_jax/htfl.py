@@ -5,6 +5,11 @@ its id, each categorical field, a pooled bag for a multi-valued field, a bucketi
 a projected dense vector). A sequence of ``L`` items with ``K`` tokens each is flattened,
 item-major, into ``L * K`` tokens, so token ``l * K + k`` is slot ``k`` of the item at position
 ``l``.
+
+A multi-valued field (a bag of attributes) is one pooled token by default. With
+``config.multi_tokens = "per_value"`` it takes ``max_len`` slots, one per value, so the token
+transformer attends to each attribute; ``token_valid`` marks the slots of padding values, which
+the HCT masks out of attention and pooling.
 """
 
 from __future__ import annotations
@@ -43,7 +48,13 @@ class HTFL(nn.Module):
 
   @property
   def num_slots(self) -> int:
-    return int(self.config.use_id) + len(self.fields)
+    """``K``, tokens per item (``embedders.slot_fields``)."""
+    return len(embedders.slot_fields(self.config.embedder, self.fields))
+
+  @property
+  def has_padding_slots(self) -> bool:
+    """Whether some slots can be empty (a per-value bag), so the HCT needs ``token_valid``."""
+    return self.num_slots != int(self.config.use_id) + len(self.fields)
 
   def setup(self):
     c = self.config
@@ -55,8 +66,17 @@ class HTFL(nn.Module):
     self.drop = nn.Dropout(c.dropout)
 
   def item_tokens(self, ids: Array, features: Mapping[str, Array]) -> Array:
-    """The position-free field tokens ``[*ids.shape, K, dim]`` (also used for candidates)."""
-    return self.embedder(ids, features)
+    """The position-free field tokens ``[*ids.shape, K_f, dim]`` of the candidates.
+
+    One token per field (``K_f = use_id + len(fields)``) in either ``multi_tokens`` mode: a bag
+    is its masked mean, so the candidate fusion has the same input, and parameters, in both.
+    """
+    return self.embedder(ids, features, pooled=True)
+
+  def token_valid(self, ids: Array, features: Mapping[str, Array]) -> Array:
+    """``[B, L * K]`` bool: the token is of a real item and its slot holds a value."""
+    valid = self.embedder.slot_valid(ids, features) & (ids != 0)[..., None]
+    return valid.reshape(ids.shape[0], ids.shape[1] * self.num_slots)
 
   def __call__(self, ids: Array, features: Mapping[str, Array], train: bool = False) -> Array:
     """Returns the flattened tokens ``[B, L * K, dim]`` of the item sequences ``ids [B, L]``."""

@@ -44,7 +44,8 @@ class HeterRec(nn.Module):
   Attributes:
     config: the model's settings.
     num_items: number of real items.
-    fields: the feature fields, one token each after the id token.
+    fields: the feature fields, one token each after the id token (a multi-valued field one
+      token per value with ``config.multi_tokens = "per_value"``).
   """
 
   config: HeterRecConfig
@@ -60,7 +61,7 @@ class HeterRec(nn.Module):
   def setup(self):
     c = self.config
     self.htfl = htfl.HTFL(c, self.num_items, self.fields)
-    self.hct = hct.HCT(c, num_slots=int(c.use_id) + len(self.fields))
+    self.hct = hct.HCT(c, num_slots=self.htfl.num_slots)
     self.candidate = embedders.TokenFusion(mode=c.candidate_fusion, out_dim=c.d_model,
                                            dtype=c.dtype, param_dtype=c.param_dtype)
 
@@ -70,7 +71,8 @@ class HeterRec(nn.Module):
     ids = jnp.asarray(batch["item_ids"], jnp.int32)
     valid = ids != 0
     tokens = self.htfl(ids, features, train)
-    h = self.hct(tokens, valid, train)
+    token_valid = self.htfl.token_valid(ids, features) if self.htfl.has_padding_slots else None
+    h = self.hct(tokens, valid, train, token_valid)
     if self.is_initializing():
       # init only runs __call__; the candidate fusion's parameters must exist too.
       self.item_embeddings(features, ids)

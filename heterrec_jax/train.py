@@ -36,6 +36,7 @@ import ml_collections
 import numpy as np
 
 from common import data as data_lib
+from common import metric_writers
 from common import parallel
 from common import plots
 from common import train_loop
@@ -157,6 +158,16 @@ def make_train_step(model, loss_config: config_lib.LossConfig):
 
 # -- the whole run ------------------------------------------------------------------------------
 
+def id_only_notice(model) -> str:
+  """A one-line notice when a HeterRec model has no item features to make tokens of, else ''."""
+  if not isinstance(model, models.HeterRec) or model.fields:
+    return ""
+  return ("Notice: HeterRec has no item features here (the data set has no usable item field, or "
+          "model.fields names none), so an item is its id token alone and HeterRec is an id-only "
+          "transformer: both of its levels run over the same one token per item, a deeper "
+          "SASRec. Give the data item fields (docs/data.md) for HTFL to tokenize.")
+
+
 def make_task(config, ds) -> tuple[train_loop.Task, dict]:
   """The loop's ``Task`` for ``config`` on ``ds``, and extras (model, features, per-user ranks).
 
@@ -168,6 +179,9 @@ def make_task(config, ds) -> tuple[train_loop.Task, dict]:
   """
   model_config, loss_config = config_lib.validate(config)
   model, features = build_model(config, ds, model_config)
+  notice = id_only_notice(model)
+  if notice and jax.process_index() == 0:
+    print(notice, flush=True)
   log_q = np.asarray(losses.popularity_log_q(jnp.asarray(ds.item_counts("train"))),
                      np.float32)
   consts = {"features": features, "log_q": log_q}

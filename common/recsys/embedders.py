@@ -3,7 +3,9 @@
 An item becomes a small set of tokens, one per feature field: its id, each categorical field, a
 pooled bag for a multi-valued field, a bucketized numeric field, a projected dense vector.
 ``FieldEmbedder`` returns them stacked ``[..., K, dim]``; ``TokenFusion`` fuses them into one
-vector (a sum, or a concatenation and a projection).
+vector (a sum, or a concatenation and a projection). With ``multi_tokens = "per_value"`` a
+multi-valued field gives one token per value slot instead of one pooled token (``max_len`` slots,
+``slot_valid`` says which hold a value), for models that attend over an item's tokens.
 
 Item features are *inputs*, not module constants or parameters: every call takes ``features``, a
 dict from field name to the field's catalogue array indexed by item id (row 0 = padding). Passed as
@@ -31,6 +33,8 @@ ID_FIELD = "item_id"
 FIELD_TYPES = ("id", "categorical", "multi", "numeric", "dense")
 USABLE_KINDS = ("categorical", "multi", "numeric", "dense")
 FUSIONS = ("sum", "concat", "id")
+# How a multi-valued field becomes tokens: one pooled token, or one token per value slot.
+MULTI_TOKENS = ("pooled", "per_value")
 
 Array = Any
 embed_init = nn.initializers.normal(stddev=0.02)
@@ -132,6 +136,9 @@ class EmbedderConfig:
     slot_embedding: add the slot embedding (one per slot, so it also names the field).
     extra_ids: extra rows in the id table past ``num_items`` (BERT4Rec's mask token); such ids
       read the padding row of every feature array.
+    multi_tokens: a multi-valued field is one token, the masked mean of its values' embeddings
+      (``pooled``), or one token per value slot (``per_value``: ``max_len`` slots, padding
+      values marked invalid by ``FieldEmbedder.slot_valid``).
     dtype: computation dtype of the output.
     param_dtype: parameter dtype.
   """
@@ -141,16 +148,34 @@ class EmbedderConfig:
   type_embedding: bool = True
   slot_embedding: bool = True
   extra_ids: int = 0
+  multi_tokens: str = "pooled"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+
+
+def slot_fields(config: EmbedderConfig, fields: Sequence[FieldSpec]) -> tuple[int, ...]:
+  """For each token slot of an item, the index of its field token (0 = the id when ``use_id``).
+
+  One slot per field, except that with ``multi_tokens = "per_value"`` a multi-valued field has
+  ``max_len`` slots. ``len(slot_fields(...))`` is the number of tokens per item, ``K``; the
+  number of distinct entries, ``use_id + len(fields)``, is the number of slot embeddings (the
+  value slots of one field share its slot embedding: the values of a bag have no order).
+  """
+  out = [0] if config.use_id else []
+  for i, spec in enumerate(fields, start=len(out)):
+    repeat = spec.max_len if config.multi_tokens == "per_value" and spec.kind == "multi" else 1
+    out.extend([i] * repeat)
+  return tuple(out)
 
 
 class FieldEmbedder(nn.Module):
   """Embeds item ids as ``K`` field tokens: value + field-type + slot embeddings.
 
-  Slot 0 is the id token (when ``config.use_id``), then one slot per field in ``fields`` order.
-  The field-type embedding is shared by fields of the same kind; the slot embedding tells the
-  fields apart.
+  Slot 0 is the id token (when ``config.use_id``), then one slot per field in ``fields`` order
+  (``max_len`` slots for a multi-valued field with ``config.multi_tokens = "per_value"``; see
+  ``slot_fields``). The field-type embedding is shared by fields of the same kind; the slot
+  embedding tells the fields apart (a field's value slots share it). The parameters are the same
+  in both ``multi_tokens`` modes.
 
   Attributes:
     config: the embedding settings.
@@ -163,56 +188,98 @@ class FieldEmbedder(nn.Module):
   fields: tuple[FieldSpec, ...] = ()
 
   @property
-  def num_slots(self) -> int:
+  def num_fields(self) -> int:
+    """Field tokens with every bag pooled: ``use_id + len(fields)`` (slot embeddings)."""
     return int(self.config.use_id) + len(self.fields)
 
+  @property
+  def num_slots(self) -> int:
+    """Tokens per item, ``K``, in ``config.multi_tokens`` mode."""
+    return len(slot_fields(self.config, self.fields))
+
+  def _per_value(self, spec: FieldSpec, pooled: bool) -> bool:
+    return not pooled and self.config.multi_tokens == "per_value" and spec.kind == "multi"
+
   @nn.compact
-  def __call__(self, ids: Array, features: Mapping[str, Array]) -> Array:
-    """Returns the tokens ``[*ids.shape, K, dim]`` of the items ``ids`` (any shape)."""
+  def __call__(self, ids: Array, features: Mapping[str, Array], pooled: bool = False) -> Array:
+    """Returns the tokens ``[*ids.shape, K, dim]`` of the items ``ids`` (any shape).
+
+    Args:
+      ids: item ids, any shape.
+      features: field name -> catalogue array.
+      pooled: one token per field even in ``per_value`` mode (``K = num_fields``): the bag's
+        masked mean, as in ``pooled`` mode, with the same parameters.
+    """
     c = self.config
-    if self.num_slots == 0:
+    if self.num_fields == 0:
       raise ValueError("FieldEmbedder needs the id token or at least one field.")
     ids = jnp.asarray(ids, jnp.int32)
     # Ids past the catalogue (mask token) read the padding row of every feature array.
     feat_ids = jnp.where(ids > self.num_items, 0, ids)
-    tokens, types = [], []
+    tokens, types, slots = [], [], []
     if c.use_id:
       table = nn.Embed(self.num_items + 1 + c.extra_ids, c.dim, dtype=c.dtype,
                        param_dtype=c.param_dtype, embedding_init=embed_init, name="id")
-      tokens.append(table(ids))
+      tokens.append(table(ids)[..., None, :])
       types.append(FIELD_TYPES.index("id"))
+      slots.append(0)
     for spec in self.fields:
       if spec.name not in features:
         raise ValueError(f"Item features lack field {spec.name!r}; given: {sorted(features)}.")
       arr = features[spec.name]
       check_feature_shape(spec, arr.shape, self.num_items)
       values = jnp.take(arr, feat_ids, axis=0)
-      tokens.append(self._embed_field(spec, values))
-      types.append(FIELD_TYPES.index(spec.kind))
-    out = jnp.stack(tokens, axis=-2)  # [..., K, dim]
+      per_value = self._per_value(spec, pooled)
+      block = self._embed_field(spec, values, per_value)  # [..., n, dim]
+      tokens.append(block)
+      types.extend([FIELD_TYPES.index(spec.kind)] * block.shape[-2])
+      slots.extend([len(tokens) - 1] * block.shape[-2])
+    out = jnp.concatenate(tokens, axis=-2)  # [..., K, dim]
     if c.type_embedding:
       table = self.param("field_type", embed_init, (len(FIELD_TYPES), c.dim), c.param_dtype)
       out = out + jnp.asarray(table[np.array(types)], c.dtype)
     if c.slot_embedding:
-      table = self.param("slot", embed_init, (self.num_slots, c.dim), c.param_dtype)
+      table = self.param("slot", embed_init, (self.num_fields, c.dim), c.param_dtype)
+      if len(slots) != self.num_fields:
+        table = table[np.array(slots)]
       out = out + jnp.asarray(table, c.dtype)
     return out.astype(c.dtype)
 
-  def _embed_field(self, spec: FieldSpec, values: Array) -> Array:
+  def slot_valid(self, ids: Array, features: Mapping[str, Array]) -> Array:
+    """Which token slots hold something, ``[*ids.shape, K]`` bool.
+
+    All True except a ``per_value`` field's slots whose value is 0 (padding). Padding items are
+    not marked here: their validity is the caller's (``ids != 0``).
+    """
+    ids = jnp.asarray(ids, jnp.int32)
+    feat_ids = jnp.where(ids > self.num_items, 0, ids)
+    parts = [jnp.ones((*ids.shape, 1), bool)] if self.config.use_id else []
+    for spec in self.fields:
+      if self._per_value(spec, pooled=False):
+        parts.append(jnp.take(features[spec.name], feat_ids, axis=0) != 0)
+      else:
+        parts.append(jnp.ones((*ids.shape, 1), bool))
+    return jnp.concatenate(parts, axis=-1)
+
+  def _embed_field(self, spec: FieldSpec, values: Array, per_value: bool) -> Array:
+    """One field's tokens ``[..., n, dim]``: ``n = max_len`` for a per-value bag, else 1."""
     c = self.config
     name = f"field_{spec.name}"
     if spec.kind == "dense":
       return nn.Dense(c.dim, dtype=c.dtype, param_dtype=c.param_dtype, name=name)(
-          values.astype(jnp.float32))
+          values.astype(jnp.float32))[..., None, :]
     table = nn.Embed(spec.vocab_size, c.dim, dtype=c.dtype, param_dtype=c.param_dtype,
                      embedding_init=embed_init, name=name)
     values = values.astype(jnp.int32)
     if spec.kind != "multi":
-      return table(values)
-    # A bag of values: masked mean over the non-zero ids; an empty bag is the zero vector.
+      return table(values)[..., None, :]
     present = (values != 0).astype(c.dtype)[..., None]
+    if per_value:
+      # One token per value; a padding slot carries no value embedding (the model masks it).
+      return table(values) * present
+    # A bag of values: masked mean over the non-zero ids; an empty bag is the zero vector.
     total = jnp.sum(table(values) * present, axis=-2)
-    return total / jnp.maximum(jnp.sum(present, axis=-2), 1.0)
+    return (total / jnp.maximum(jnp.sum(present, axis=-2), 1.0))[..., None, :]
 
 
 class TokenFusion(nn.Module):

@@ -33,6 +33,9 @@ def model_config() -> ml_collections.ConfigDict:
   c.mask = "block_causal"  # block_causal | causal
   c.pooling = "last"  # last | mean
   c.candidate_fusion = "concat"  # concat | sum | id: candidate embedding from the field tokens
+  # A multi-valued field (a bag of attributes) in the token sequence: pooled (one token, the
+  # masked mean of its values) | per_value (one token per value, padding values masked).
+  c.multi_tokens = "pooled"
   c.use_id = True  # the item id is a token
   c.type_embedding = True
   c.slot_embedding = True

@@ -3,10 +3,12 @@
 - a model name: ``heterrec``, ``sasrec``, ``fusion_sasrec``, ``bert4rec`` (the cloze objective);
 - ablations: ``causal`` (token mask), ``meanpool`` (item pooling), ``k2``..``k5`` (LMP steps),
   ``noid`` (HeterRec without the id token), ``concatfusion`` (fusion SASRec by concat), ``postln``
-  (post-LN blocks with an embedding layer norm, RecBole's SASRec block; default pre-LN). The mask
-  ablation only changes anything with mean pooling or two or more token layers: with one token
-  layer and ``last`` pooling, the last slot of an item sees the same tokens under either mask
-  (measured identical), so compare ``meanpool`` with ``causal,meanpool``;
+  (post-LN blocks with an embedding layer norm, RecBole's SASRec block; default pre-LN),
+  ``pervalue`` (HeterRec: a multi-valued field such as an item's attributes as one token per
+  value, not one pooled token; ``model.multi_tokens``). The mask ablation only changes anything
+  with mean pooling or two or more token layers: with one token layer and ``last`` pooling, the
+  last slot of an item sees the same tokens under either mask (measured identical), so compare
+  ``meanpool`` with ``causal,meanpool``;
 - a model size from the ladder: ``xs``, ``s``, ``m``, ``l`` (width and depth; see ``SIZES``), to
   measure how quality grows with size;
 - ``mask``: evaluate with history masking;
@@ -20,7 +22,7 @@ MODELS = ("heterrec", "sasrec", "fusion_sasrec", "bert4rec")
 # d_model, heads, token layers, item layers.
 SIZES = {"xs": (32, 2, 1, 1), "s": (64, 2, 1, 2), "m": (128, 4, 2, 2), "l": (256, 4, 2, 4)}
 KNOWN = set(MODELS) | set(SIZES) | {"causal", "meanpool", "noid", "concatfusion", "postln",
-                                    "mask", "k2", "k3", "k4", "k5", "runlocal"}
+                                    "pervalue", "mask", "k2", "k3", "k4", "k5", "runlocal"}
 
 
 def parse(arg: str) -> list[str]:
@@ -51,6 +53,8 @@ def apply(c: ml_collections.ConfigDict, opts: list[str], extra: set[str] = froze
     c.model.fusion = "concat"
   if "postln" in opts:
     c.model.norm = "post"
+  if "pervalue" in opts:
+    c.model.multi_tokens = "per_value"
   if "mask" in opts:
     c.eval.mask_history = True
   for k in (2, 3, 4, 5):

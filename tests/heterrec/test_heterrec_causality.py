@@ -13,6 +13,8 @@ CASES = [
     dict(name="heterrec", mask="causal", pooling="last"),
     dict(name="heterrec", mask="causal", pooling="mean"),
     dict(name="heterrec", mask="causal", pooling="mean", norm="post"),
+    dict(name="heterrec", mask="block_causal", pooling="last", multi_tokens="per_value"),
+    dict(name="heterrec", mask="causal", pooling="mean", multi_tokens="per_value"),
     dict(name="sasrec"),
     dict(name="sasrec", norm="post"),
     dict(name="fusion_sasrec", fusion="sum"),

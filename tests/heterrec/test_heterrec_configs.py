@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from configs.heterrec import ml100k, ml1m, options, seqtext, synthetic
+from configs.heterrec import amazon_toys, ml100k, ml1m, options, seqtext, synthetic
 from heterrec_jax import config as config_lib
 from heterrec_jax import train
 
@@ -18,7 +18,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
     (synthetic, ""), (synthetic, "quick,sasrec"), (synthetic, "runlocal,bert4rec"),
     (synthetic, "heterrec,causal,meanpool,k3,noid"), (ml100k, "fusion_sasrec,concatfusion,mask"),
     (ml1m, "heterrec,l"), (seqtext, "runlocal,sasrec"), (synthetic, "quick,m"),
-    (synthetic, "runlocal,s"), (synthetic, "quick,postln"), (ml100k, "runlocal,heterrec")])
+    (synthetic, "runlocal,s"), (synthetic, "quick,postln"), (ml100k, "runlocal,heterrec"),
+    (amazon_toys, ""), (amazon_toys, "runlocal,heterrec,pervalue"), (amazon_toys, "sasrec"),
+    (amazon_toys, "fusion_sasrec"), (amazon_toys, "bert4rec")])
 def test_configs_load_and_check(module, arg):
   config = module.get_config(arg)
   model, loss = config_lib.validate(config)
@@ -33,12 +35,44 @@ def test_configs_load_and_check(module, arg):
     assert config.loss.k == 3
   if "postln" in opts:
     assert config.model.norm == "post"
+  assert config.model.multi_tokens == ("per_value" if "pervalue" in opts else "pooled")
   if module is synthetic:  # ml100k defaults to RecBole's post-LN block
     assert config.model.norm == ("post" if "postln" in opts else "pre")
   for size, (d, heads, token_layers, item_layers) in options.SIZES.items():
     if size in opts:  # a ladder size wins over the width that quick / runlocal set
       assert (config.model.d_model, config.model.heads, config.model.token_layers,
               config.model.item_layers) == (d, heads, token_layers, item_layers)
+
+
+def test_sequence_file_configs_mask_the_history():
+  # One protocol for the sequence-file configs: the user's history is never ranked.
+  for module in (seqtext, amazon_toys):
+    for arg in ("", "sasrec", "runlocal"):
+      assert module.get_config(arg).eval.mask_history, (module.__name__, arg)
+  assert amazon_toys.get_config().model.name == "heterrec"
+  toys = amazon_toys.get_config("heterrec")
+  # ML-100K's HeterRec recipe: one token layer, dropout 0.2 (0.5 for the baselines).
+  assert (toys.model.token_layers, toys.model.dropout) == (1, 0.2)
+  assert amazon_toys.get_config("sasrec").model.dropout == 0.5
+
+
+def test_seqtext_data_config_reads_a_sequence_file(tmp_path):
+  # configs/data/seqtext.py, the data of configs/heterrec/seqtext.py: ids only, or with the
+  # attributes of an item2attributes JSON.
+  from common import data as data_lib  # pylint: disable=g-import-not-at-top
+  path = tmp_path / "seq.txt"
+  path.write_text("".join(f"u{u} " + " ".join(str(1 + (u + j) % 6) for j in range(6)) + "\n"
+                          for u in range(6)))
+  config = seqtext.get_config("runlocal")
+  config.data.source.path = str(path)
+  ds = data_lib.build_dataset(config.data)
+  assert (ds.num_users, ds.num_items) == (6, 6)
+  assert [s.name for s in ds.field_specs] == ["item_id"]
+  (tmp_path / "attrs.json").write_text(
+      "{" + ", ".join(f'"{i}": [{i % 3 + 1}, 7]' for i in range(1, 7)) + "}")
+  config.data.source.attributes_path = str(tmp_path / "attrs.json")
+  spec = data_lib.build_dataset(config.data).feature_spec("attributes")
+  assert (spec.kind, spec.max_len) == ("multi", 2)
 
 
 def test_unknown_option_is_named():

@@ -75,6 +75,30 @@ def test_config_field_missing_from_dataset(tmp_path, tiny_data):
     train.make_task(config, tiny_data)
 
 
+def test_id_only_heterrec_says_so_once(capsys, tiny_data):
+  # A data set whose item fields are all dropped: HeterRec has only the id token to work with.
+  config = _tiny()
+  for name in config.data.item_features:
+    config.data.item_features[name].kind = "drop"
+  bare = train.load_data(config)
+  assert not [s for s in bare.field_specs if s.kind in ("categorical", "multi", "numeric",
+                                                          "dense") and s.name != "item_id"]
+  capsys.readouterr()
+  task, extras = train.make_task(config, bare)
+  out = capsys.readouterr().out
+  assert extras["model"].fields == () and out.count("id-only transformer") == 1, out
+  # Naming only the id in model.fields is the same situation, on data that has features.
+  named = _tiny()
+  named.model.fields = ("item_id",)
+  train.make_task(named, tiny_data)
+  assert capsys.readouterr().out.count("id-only transformer") == 1
+  # With features, or for a baseline (ids only by design), nothing is said.
+  train.make_task(_tiny(), tiny_data)
+  train.make_task(_tiny("sasrec"), tiny_data)
+  assert "id-only" not in capsys.readouterr().out
+  assert task.consts["features"] == {}
+
+
 def test_sequence_length_zero_is_rejected(tmp_path):
   config = _tiny()
   config.model.max_len = 0
