@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from typing import Any
 
 import jax
@@ -250,8 +251,16 @@ def make_refresh(config: ml_collections.ConfigDict, model: models.TwoTower,
 
 # -- the task -------------------------------------------------------------------------------------
 
-def metric_names(ks) -> dict:
-  return {f"recall@{k}": f"hr@{k}" for k in ks}
+def with_recall(metrics: dict, ks) -> dict:
+  """``metrics`` plus ``recall@K`` = ``hr@K`` (one held-out item per user)."""
+  return {**metrics, **{f"recall@{k}": metrics[f"hr@{k}"] for k in ks}}
+
+
+def popularity_test(config, ds) -> dict:
+  """The popularity baseline's test metrics, with recall."""
+  ks = tuple(int(k) for k in config.eval.ks)
+  return with_recall(metrics_lib.popularity_metrics(
+      ds, "test", mask_history=config.eval.mask_history, ks=ks), ks)
 
 
 def make_task(config: ml_collections.ConfigDict, ds: data_lib.RecDataset):
@@ -261,34 +270,13 @@ def make_task(config: ml_collections.ConfigDict, ds: data_lib.RecDataset):
   user_fn, item_fn = models.towers(model)
   eval_consts = {"features": consts["features"], "user_features": consts["user_features"]}
   ks = tuple(int(k) for k in config.eval.ks)
-  eval_cache: dict = {}
   last_ranks: dict = {}
-  train_counts = np.asarray(ds.item_counts("train"))
+  evaluate_ranks = runs.make_evaluator(ds, user_fn, item_fn, eval_consts, config.eval,
+                                       config.model.max_len, last_ranks, ks=ks,
+                                       keys=evaluation.EVAL_KEYS + ("user_ids",))
 
   def evaluate(dstate, dp, split):
-    if dp not in eval_cache:
-      eval_cache[dp] = (evaluation.make_rank_fn(user_fn, item_fn, ds.num_items, dp,
-                                                mask_history=config.eval.mask_history,
-                                                chunk_size=config.eval.chunk_size),
-                        dp.replicate(eval_consts))
-    rank_fn, dconsts = eval_cache[dp]
-    batches = data_lib.EvalBatches(ds, split=split, max_len=config.model.max_len,
-                                   global_batch_size=config.eval.batch_size)
-    ranks = [] if config.eval.save_ranks else None
-    out = evaluation.evaluate(rank_fn, dp, dstate.params, dconsts, batches, ks=ks,
-                              max_batches=config.eval.max_batches, ranks_out=ranks,
-                              keys=evaluation.EVAL_KEYS + ("user_ids",))
-    for recall, hr in metric_names(ks).items():
-      out[recall] = out[hr]
-    if ranks is not None:
-      ranks = np.concatenate(ranks) if ranks else np.zeros((0,), np.int32)
-      n = len(ranks)
-      targets = ds.items[ds.offsets[batches.users[:n]] + batches.positions[:n]]
-      last_ranks[split] = dict(users=batches.users[:n].astype(np.int32),
-                               targets=np.asarray(targets, np.int32),
-                               ranks=ranks.astype(np.int32),
-                               target_train_count=train_counts[targets].astype(np.int32))
-    return out
+    return with_recall(evaluate_ranks(dstate, dp, split), ks)
 
   train_iter = data_lib.TwoTowerBatches(ds, max_len=config.model.max_len,
                                         global_batch_size=config.train.batch_size,
@@ -357,15 +345,11 @@ def export_embeddings(workdir: str, model: models.TwoTower, params, eval_consts:
     json.dump({"num_items": int(ds.num_items), "num_users": len(user_rows),
                "dim": int(items.shape[1]), "score": "dot product of unit vectors",
                "user_query": "train+valid history, for the test item"}, f, indent=2)
+  old = out_dir + ".old"
   if os.path.exists(out_dir):
-    old = out_dir + ".old"
     os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    for name in os.listdir(old):
-      os.remove(os.path.join(old, name))
-    os.rmdir(old)
-  else:
-    os.replace(tmp, out_dir)
+  os.replace(tmp, out_dir)
+  shutil.rmtree(old, ignore_errors=True)
   return out_dir
 
 
@@ -392,15 +376,10 @@ def run_report(report: dict) -> dict:
 
 def _finish(config, workdir, ds, task, extras, results) -> None:
   main = jax.process_index() == 0
-  ks = tuple(int(k) for k in config.eval.ks)
   if config.eval.save_ranks and main and "test" in results:
     runs.save_ranks(workdir, extras["last_ranks"])
   if config.eval.popularity_baseline:
-    pop = metrics_lib.popularity_metrics(ds, "test", mask_history=config.eval.mask_history,
-                                         ks=ks)
-    for recall, hr in metric_names(ks).items():
-      pop[recall] = pop[hr]
-    results["popularity_test"] = pop
+    results["popularity_test"] = popularity_test(config, ds)
   state = results.get("state")
   if state is not None and getattr(state, "msac", None) is not None and extras["sampler"].msac:
     results["msac"] = {"inertia_l1": float(state.msac.inertia[0]),
@@ -459,12 +438,7 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> dict:
       runs.save_ranks(workdir, extras["last_ranks"])
     shown = dict(results)
     if config.eval.popularity_baseline:
-      ks = tuple(int(k) for k in config.eval.ks)
-      pop = metrics_lib.popularity_metrics(ds, "test", mask_history=config.eval.mask_history,
-                                           ks=ks)
-      for recall, hr in metric_names(ks).items():
-        pop[recall] = pop[hr]
-      shown["popularity_test"] = pop
+      shown["popularity_test"] = popularity_test(config, ds)
     print(results_table(config, shown), flush=True)
   return results
 

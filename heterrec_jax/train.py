@@ -42,7 +42,6 @@ from common import plots
 from common import train_loop
 from common import train_state as ts
 from common.recsys import embedders
-from common.recsys import evaluation
 from common.recsys import losses
 from common.recsys import metrics as metrics_lib
 from common.recsys import runs
@@ -185,32 +184,10 @@ def make_task(config, ds) -> tuple[train_loop.Task, dict]:
   log_q = np.asarray(losses.popularity_log_q(jnp.asarray(ds.item_counts("train"))),
                      np.float32)
   consts = {"features": features, "log_q": log_q}
-  eval_cache: dict = {}
   last_ranks: dict = {}
-  train_counts = np.asarray(ds.item_counts("train"))
   user_fn, item_fn = models.towers(model)
-
-  def evaluate(dstate, dp, split):
-    if dp not in eval_cache:
-      eval_cache[dp] = (evaluation.make_rank_fn(user_fn, item_fn, model.num_items, dp,
-                                                mask_history=config.eval.mask_history,
-                                                chunk_size=config.eval.chunk_size),
-                        dp.replicate(features))
-    rank_fn, dfeatures = eval_cache[dp]
-    batches = data_lib.EvalBatches(ds, split=split, max_len=config.model.max_len,
-                                   global_batch_size=config.eval.batch_size)
-    ranks = [] if config.eval.save_ranks else None
-    out = evaluation.evaluate(rank_fn, dp, dstate.params, dfeatures, batches,
-                              max_batches=config.eval.max_batches, ranks_out=ranks)
-    if ranks is None:
-      return out
-    ranks = np.concatenate(ranks) if ranks else np.zeros((0,), np.int32)
-    n = len(ranks)  # fewer than batches.users with eval.max_batches
-    targets = ds.items[ds.offsets[batches.users[:n]] + batches.positions[:n]]
-    last_ranks[split] = dict(users=batches.users[:n].astype(np.int32),
-                             targets=np.asarray(targets, np.int32), ranks=ranks.astype(np.int32),
-                             target_train_count=train_counts[targets].astype(np.int32))
-    return out
+  evaluate = runs.make_evaluator(ds, user_fn, item_fn, features, config.eval,
+                                 config.model.max_len, last_ranks)
 
   task = train_loop.Task(
       init_state=make_init_state(config, model, features),

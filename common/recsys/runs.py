@@ -2,12 +2,15 @@
 
 - ``load_data(config)``: the data set of ``config.data``, prepared under ``config.data_dir`` once
   (process 0 prepares, every process waits, then reads it back), else built in memory;
+- ``make_evaluator(...)``: the loop's ``evaluate(state, dp, split)`` for any two towers: sharded
+  full ranking of each user's held-out item, mean metrics, and each split's per-user ranks;
 - ``save_ranks(workdir, last_ranks)``: each split's per-user ranks to ``ranks_<split>.npz``, the
   input of the paired per-user test (``scripts/paired_test.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import io
 import os
 
@@ -17,6 +20,8 @@ import numpy as np
 
 from common import data as data_lib
 from common import metric_writers
+from common.recsys import evaluation
+from common.recsys import metrics as metrics_lib
 
 
 def load_data(config: ml_collections.ConfigDict) -> data_lib.RecDataset:
@@ -41,3 +46,51 @@ def save_ranks(workdir: str, last_ranks: dict) -> None:
     np.savez(buffer, **arrays)
     metric_writers.atomic_write_bytes(os.path.join(workdir, f"ranks_{split}.npz"),
                                       buffer.getvalue())
+
+
+def make_evaluator(ds: data_lib.RecDataset, user_fn, item_fn, consts, eval_config, max_len: int,
+                   last_ranks: dict, ks: Sequence[int] = metrics_lib.DEFAULT_KS,
+                   keys: Sequence[str] = evaluation.EVAL_KEYS):
+  """The loop's ``evaluate(state, dp, split) -> metrics`` for two towers over ``ds``.
+
+  The rank function and the replicated ``consts`` are built once per device layout. With
+  ``eval_config.save_ranks``, each split's per-user ranks (users, held-out items, 0-based ranks,
+  the items' training counts) are kept in ``last_ranks[split]`` for ``save_ranks``.
+
+  Args:
+    ds: the data set.
+    user_fn, item_fn: the towers (``common.recsys.evaluation``).
+    consts: the towers' constants (host arrays), replicated on first use.
+    eval_config: ``config.eval`` (``mask_history``, ``chunk_size``, ``batch_size``,
+      ``max_batches``, ``save_ranks``).
+    max_len: history items per user.
+    last_ranks: filled with each evaluated split's ranks.
+    ks: metric cut-offs.
+    keys: the batch entries the towers read.
+  """
+  cache: dict = {}
+  train_counts = np.asarray(ds.item_counts("train"))
+
+  def evaluate(dstate, dp, split):
+    if dp not in cache:
+      cache[dp] = (evaluation.make_rank_fn(user_fn, item_fn, ds.num_items, dp,
+                                           mask_history=eval_config.mask_history,
+                                           chunk_size=eval_config.chunk_size),
+                   dp.replicate(consts))
+    rank_fn, dconsts = cache[dp]
+    batches = data_lib.EvalBatches(ds, split=split, max_len=max_len,
+                                   global_batch_size=eval_config.batch_size)
+    ranks = [] if eval_config.save_ranks else None
+    out = evaluation.evaluate(rank_fn, dp, dstate.params, dconsts, batches, ks=ks,
+                              max_batches=eval_config.max_batches, ranks_out=ranks, keys=keys)
+    if ranks is None:
+      return out
+    ranks = np.concatenate(ranks) if ranks else np.zeros((0,), np.int32)
+    n = len(ranks)  # fewer than batches.users with eval.max_batches
+    targets = ds.items[ds.offsets[batches.users[:n]] + batches.positions[:n]]
+    last_ranks[split] = dict(users=batches.users[:n].astype(np.int32),
+                             targets=np.asarray(targets, np.int32), ranks=ranks.astype(np.int32),
+                             target_train_count=train_counts[targets].astype(np.int32))
+    return out
+
+  return evaluate
