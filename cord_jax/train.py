@@ -241,9 +241,8 @@ class Learner:
       ctrl_adv = mappo.normalize(ctrl_adv, traj.decide)
     return Batch(traj, adv, target, ctrl_adv, ctrl_target)
 
-  def loss(self, params: dict, batch: Batch, carry0: jax.Array):
-    """The total loss of a minibatch ``[T, B, ...]`` (a recurrent actor replays from ``carry0``)."""
-    p, t = self.config.ppo, batch.traj
+  def replay_logits(self, params: dict, t: Traj, carry0: jax.Array) -> jax.Array:
+    """The actor's masked logits ``[T, B, N, A]`` for stored steps, replayed from ``carry0``."""
     role_feats = mappo.role_features(t.roles, self.num_roles)
     actor = {"params": params["actor"]}
 
@@ -253,7 +252,13 @@ class Learner:
       return self.actor.apply(actor, mappo.with_agent_ids(view), feats, carry)
 
     _, logits = lax.scan(step, carry0, (t.first, t.view, role_feats))
-    logits = mappo.mask_logits(logits, t.action_mask)
+    return mappo.mask_logits(logits, t.action_mask)
+
+  def loss(self, params: dict, batch: Batch, carry0: jax.Array):
+    """The total loss of a minibatch ``[T, B, ...]`` (a recurrent actor replays from ``carry0``)."""
+    p, t = self.config.ppo, batch.traj
+    role_feats = mappo.role_features(t.roles, self.num_roles)
+    logits = self.replay_logits(params, t, carry0)
     logp = mappo.log_prob(logits, t.action)
     value = self.critic.apply({"params": params["critic"]},
                               mappo.critic_inputs(t.global_state, role_feats))

@@ -134,3 +134,36 @@ def test_config_methods():
   assert resource_collection.get_config("no_rd").roles.beta == 0.0
   assert resource_collection.get_config("fixed_roles").roles.assign == "fixed"
   assert resource_collection.get_config("random_roles").roles.assign == "random"
+
+
+@pytest.mark.parametrize("core", ["mlp", "gru"])
+def test_minibatches_replay_the_rollouts_log_probs(core):
+  """Before any update, every minibatch reproduces the rollout's log-probabilities (ratio 1).
+
+  For the GRU this checks that the recurrent state is carried and reset at episode starts in
+  training exactly as in acting.
+  """
+  c = _tiny_config()
+  c.model.core = core
+  c.env.kwargs.time_limit = 6  # several episode starts inside one rollout
+  learner = train.Learner(c)
+
+  @jax.jit
+  def replay(key):
+    params = learner.init_params(key)
+    # Far from uniform (the output layer starts near 0), so that a wrong state shows.
+    params["actor"]["out"]["kernel"] = 300.0 * params["actor"]["out"]["kernel"]
+    env = learner.reset(jax.random.fold_in(key, 1), 4)
+    env = env._replace(carry=jax.random.normal(key, env.carry.shape))  # a non-trivial start
+    carry0 = env.carry
+    _, traj = learner.rollout(params, env, jax.random.fold_in(key, 2), 16)
+    batch = learner.advantages(params, env, traj)
+    mbs, carries = learner.minibatches(batch, carry0, jax.random.fold_in(key, 3))
+    logits = jax.vmap(lambda mb, c0: learner.replay_logits(params, mb.traj, c0))(mbs, carries)
+    return mbs.traj.logp, mbs.traj.action, logits, traj.first
+
+  old_logp, action, logits, first = replay(jax.random.key(0, impl="threefry2x32"))
+  assert np.asarray(first)[1:].any()
+  np.testing.assert_allclose(np.asarray(jax.vmap(lambda l, a: jax.numpy.take_along_axis(
+      jax.nn.log_softmax(l), a[..., None], -1)[..., 0])(logits, action)), np.asarray(old_logp),
+                             atol=1e-5)
