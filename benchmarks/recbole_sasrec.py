@@ -1,16 +1,46 @@
-"""Trains RecBole's SASRec (cross-entropy) on ML-100K and writes timings and metrics as JSON.
+"""Trains RecBole's SASRec or SASRecF (cross-entropy) and writes timings and metrics as JSON.
 
 The RecBole side of the SASRec/HeterRec benchmark. It runs in the separate RecBole environment
 (``.venv-recbole``, see benchmarks/README.md), usually as a subprocess of the benchmark script:
 
   .venv-recbole/bin/python benchmarks/recbole_sasrec.py --epochs 200 --seed 0 \
       --threads 2 --out workdirs/bench/recbole_sasrec_seed0.json
+  .venv-recbole/bin/python benchmarks/recbole_sasrec.py --dataset amazon-toys --model SASRecF \
+      --threads 1 --out workdirs/bench/recbole_toys_sasrecf_seed0.json
 
-Protocol (matching ``configs/data/ml100k.py``): every rating is an interaction, 5-core on users
-and items, leave-one-out by timestamp (``eval_args`` split LS valid_and_test, order TO), full
-ranking over the whole catalogue without history masking (RecBole masks only the padding item for
-sequential models), HR/NDCG/MRR at 5, 10, 20, early stopping on valid NDCG@10, CE loss over the
-full catalogue, no negative sampling.
+Data sets. ``ml-100k`` (the default) reads RecBole atomic files under ``--data_path``.
+``amazon-toys`` (or any name with ``--seq_file``) reads a one-line-per-user sequence file and an
+item2attributes JSON (default: ``../shared/data/amazon-toys/`` relative to the repository root)
+and writes RecBole atomic files for them into the run's temporary folder
+(``recbole_atomic.py``): the ``.inter`` timestamps are the events' indices in the file, so the
+time order is the file order, and the ``.item`` file holds the ``attributes`` ``token_seq``
+field, each item's first ``--attribute_slots`` (8) distinct values, as
+``configs/heterrec/amazon_toys.py`` keeps them. ``--model SASRecF`` gives that field to RecBole's
+feature-aware SASRec (``selected_features``, ``pooling_mode``).
+
+Protocol for ML-100K (matching ``configs/data/ml100k.py``): every rating is an interaction,
+5-core on users and items, leave-one-out by timestamp (``eval_args`` split LS valid_and_test,
+order TO), full ranking over the whole catalogue without history masking (RecBole masks only the
+padding item for sequential models), HR/NDCG/MRR at 5, 10, 20, early stopping on valid NDCG@10,
+CE loss over the full catalogue, no negative sampling. For Amazon Toys (``configs/data/
+amazon_toys.py``): the same, without k-core filtering (the file is already 5-core), in file order,
+and with the user's history masked from the ranking (see below).
+
+History masking. RecBole 1.2.1 cannot mask the history of a sequential model: its full-ranking
+loader passes no history index for sequential models, and its config refuses ``repeatable:
+False`` for them. With ``--mask_history on`` (the default for sequence-file data sets, as the
+project's ``eval.mask_history``) this runner's trainer sets the scores of each user's earlier
+items (the whole history before the target, not only the last ``--max_len``; never the target)
+to -inf before RecBole's own metrics rank them, in validation (so early stopping sees masked
+NDCG@10) and in test; the JSON's ``test`` is then masked and ``test_unmasked`` is RecBole's stock
+evaluation of the same checkpoint.
+
+Split check: the JSON's ``data.split_fingerprint`` (``benchmarks/split_fingerprint.py``) is
+computed from RecBole's own train/valid/test rows. For sequence files it is compared with the
+leave-one-out split the project's data layer makes of the same file
+(``recbole_atomic.expected_splits``), and with ``--expect_fingerprint`` for any data set; a
+mismatch writes the JSON with ``data.split_fingerprint_match: false`` and stops with an error
+before training.
 
 Time order: RecBole stores float fields as float32, so it sorts events by a rounded timestamp
 (with RecBole's ml-100k defaults, min-max normalised then float32: about 1 s resolution; without
@@ -44,7 +74,20 @@ import warnings
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _REPO_ROOT = os.path.dirname(_HERE)
 _DEFAULT_DATA_PATH = os.path.join(_REPO_ROOT, "..", "shared", "data")
+TOYS = "amazon-toys"
+# Repository-relative defaults for the Amazon Toys files (configs/data/amazon_toys.py's).
+TOYS_SEQ_FILE = os.path.join("..", "shared", "data", "amazon-toys", "Toys_and_Games.txt")
+TOYS_ATTRIBUTES_FILE = os.path.join("..", "shared", "data", "amazon-toys",
+                                    "Toys_and_Games_item2attributes.json")
+# configs/heterrec/amazon_toys.py's ATTRIBUTE_SLOTS: attribute values kept per item.
+TOYS_ATTRIBUTE_SLOTS = 8
+MODELS = ("SASRec", "SASRecF")
 SCHEMA = "recbole_sasrec/v1"
+
+if _HERE not in sys.path:
+  sys.path.insert(0, _HERE)
+import recbole_atomic  # pylint: disable=g-import-not-at-top,wrong-import-position
+import split_fingerprint  # pylint: disable=g-import-not-at-top,wrong-import-position
 TOPK = (5, 10, 20)
 
 
@@ -56,7 +99,36 @@ def parse_args(argv=None):
   p.add_argument("--data_path", default=None,
                  help="RecBole data_path: a folder holding <dataset>/<dataset>.inter; relative to "
                  "the current folder. Default: ../shared/data relative to the repository root.")
-  p.add_argument("--dataset", default="ml-100k", help="RecBole dataset name (the subfolder).")
+  p.add_argument("--dataset", default="ml-100k",
+                 help=f"RecBole dataset name (the subfolder). {TOYS!r}: Amazon Toys and Games "
+                 "from its sequence file and item2attributes JSON (--seq_file, "
+                 "--attributes_file), converted to atomic files for the run.")
+  p.add_argument("--model", choices=MODELS, default="SASRec",
+                 help="RecBole model: SASRec (ids only) or SASRecF (ids plus the attribute "
+                 "field, selected_features).")
+  p.add_argument("--seq_file", default=None,
+                 help="One line per user, 'user item item ...' oldest first; relative to the "
+                 f"current folder. Default for {TOYS!r}: {TOYS_SEQ_FILE} relative to the "
+                 "repository root. Given with another --dataset, that data set is read from it.")
+  p.add_argument("--attributes_file", default=None,
+                 help="item2attributes JSON ({\"item\": [attr, ...]}) for --seq_file. Default "
+                 f"for {TOYS!r}: {TOYS_ATTRIBUTES_FILE} relative to the repository root.")
+  p.add_argument("--attribute_slots", type=int, default=TOYS_ATTRIBUTE_SLOTS,
+                 help="Keep each item's first this many distinct attributes (0: all), as "
+                 "configs/heterrec/amazon_toys.py's ATTRIBUTE_SLOTS.")
+  p.add_argument("--pooling_mode", choices=("mean", "sum", "max"), default="mean",
+                 help="SASRecF's pooling of an item's attribute embeddings. mean matches the "
+                 "project's pooled multi-valued field (a masked mean); RecBole's default is sum.")
+  p.add_argument("--mask_history", choices=("auto", "on", "off"), default="auto",
+                 help="Exclude each user's earlier items (not the target) from the ranking. "
+                 "auto: on for sequence-file data sets (the project's protocol there), off for "
+                 "ml-100k (as before, and as RecBole does).")
+  p.add_argument("--expect_fingerprint", default=None,
+                 help="Expected split_fingerprint (benchmarks/split_fingerprint.py); a mismatch "
+                 "stops the run before training.")
+  p.add_argument("--atomic_dir", default=None,
+                 help="Sequence-file data sets: write the atomic files here (kept) instead of "
+                 "into the run's temporary folder.")
   p.add_argument("--out", required=True, help="JSON file to write (atomically, also after "
                  "every epoch with \"complete\": false).")
   p.add_argument("--epochs", type=int, default=200, help="Most training epochs.")
@@ -101,9 +173,55 @@ def parse_args(argv=None):
     p.error(f"--hidden ({args.hidden}) must be divisible by --heads ({args.heads}).")
   if args.threads is not None and args.threads < 1:
     p.error("--threads must be at least 1.")
+  if args.attribute_slots < 0:
+    p.error("--attribute_slots must be >= 0 (0: keep all).")
   if args.inner is None:
     args.inner = 4 * args.hidden
+  args.from_sequences = args.dataset == TOYS or args.seq_file is not None
+  if args.from_sequences:
+    if args.data_path is not None:
+      p.error("--data_path is for atomic-file data sets; with a sequence file the atomic files "
+              "are written for the run (--atomic_dir to keep them).")
+    if args.seq_file is None:
+      args.seq_file = os.path.join(_REPO_ROOT, TOYS_SEQ_FILE)
+    if args.attributes_file is None and args.dataset == TOYS:
+      args.attributes_file = os.path.join(_REPO_ROOT, TOYS_ATTRIBUTES_FILE)
+  elif args.attributes_file is not None or args.atomic_dir is not None:
+    p.error("--attributes_file and --atomic_dir go with a sequence file (--dataset "
+            f"{TOYS} or --seq_file).")
+  if args.model == "SASRecF" and not (args.from_sequences and args.attributes_file):
+    p.error("--model SASRecF needs an attribute field: use --dataset amazon-toys (or --seq_file "
+            "with --attributes_file).")
+  args.history_masking = (args.mask_history == "on" or
+                          (args.mask_history == "auto" and args.from_sequences))
   return args
+
+
+def _display_path(path):
+  """``path`` relative to the repository root when it is inside its parent folder (so the JSON
+  names no machine-specific absolute path), else as given."""
+  rel = os.path.relpath(os.path.abspath(path), _REPO_ROOT)
+  return rel if not rel.startswith(os.path.join("..", "..")) else path
+
+
+def protocol_notes(args):
+  """Plain-language differences from the project's evaluation that a reader of the JSON needs."""
+  notes = []
+  if args.history_masking:
+    notes.append("History masked by this runner, not by RecBole (RecBole 1.2.1 cannot for "
+                 "sequential models): each user's earlier items, other than the target, are set "
+                 "to -inf before RecBole ranks; valid (early stopping) and test are masked; "
+                 "test_unmasked is RecBole's stock evaluation of the same checkpoint.")
+  else:
+    notes.append("History not masked (RecBole's default for sequential models): compare with "
+                 "the project's evaluation with eval.mask_history off.")
+  notes.append("RecBole's CE softmax includes the padding item 0; ranking ties follow "
+               "torch.topk (the project counts ties optimistically); both rarely matter.")
+  if args.model == "SASRecF":
+    notes.append(f"SASRecF: the attribute field pooled with '{args.pooling_mode}' and "
+                 "concatenated with the id embedding (RecBole's concat_layer); the output "
+                 "layer scores items by their id embeddings only.")
+  return notes
 
 
 def write_json_atomic(path, obj):
@@ -134,8 +252,8 @@ def rename_metrics(result):
 
 
 def build_config_dict(args, data_path):
-  """RecBole parameters for SASRec-CE on a leave-one-out, full-ranking split."""
-  return {
+  """RecBole parameters for SASRec(F)-CE on a leave-one-out, full-ranking split."""
+  config = {
       # Environment.
       "data_path": data_path,
       "checkpoint_dir": "saved",  # Relative to the temporary working folder.
@@ -186,6 +304,17 @@ def build_config_dict(args, data_path):
       "eval_batch_size": args.eval_batch,
       "metric_decimal_place": 6,
   }
+  if args.from_sequences:
+    # Every event of the file, in file order (the .inter timestamps are file positions); no
+    # k-core (the project's sequence-file configs filter nothing).
+    config.update({"user_inter_num_interval": None, "item_inter_num_interval": None})
+    if args.model == "SASRecF":
+      config["load_col"] = {"inter": ["user_id", "item_id", "timestamp"],
+                            "item": ["item_id", recbole_atomic.ATTRIBUTE_FIELD]}
+  if args.model == "SASRecF":
+    config.update({"selected_features": [recbole_atomic.ATTRIBUTE_FIELD],
+                   "pooling_mode": args.pooling_mode})
+  return config
 
 
 def reconstruct_splits(train_ds, valid_ds, test_ds, uid_tokens, iid_tokens):
@@ -196,7 +325,8 @@ def reconstruct_splits(train_ds, valid_ds, test_ds, uid_tokens, iid_tokens):
   sequence rebuilt so far.
 
   Returns:
-    (raw user id -> (raw items, n_train, n_valid), number of inconsistent rows).
+    (raw user id -> (raw items, n_train, n_valid), number of inconsistent rows, internal user
+    id -> (internal item ids, n_train, n_valid)).
   """
   seqs, counts = {}, {}
   bad = 0
@@ -215,24 +345,92 @@ def reconstruct_splits(train_ds, valid_ds, test_ds, uid_tokens, iid_tokens):
         bad += 1
       seq.append(int(t))
       counts.setdefault(u, [0, 0, 0])[part] += 1
-  splits = {}
+  splits, internal = {}, {}
   for u, seq in seqs.items():
     _, n_valid, n_test = counts[u]
     n_train = len(seq) - n_valid - n_test
     splits[str(uid_tokens[u])] = ([str(iid_tokens[i]) for i in seq], n_train, n_valid)
-  return splits, bad
+    internal[int(u)] = (seq, n_train, n_valid)
+  return splits, bad, internal
+
+
+class HistoryMask:
+  """Each user's items before the valid and the test target, to exclude from the ranking.
+
+  RecBole 1.2.1 masks nothing but the padding item for sequential models, and has no setting
+  for it. This holds, per phase, the user's whole history in RecBole's internal ids (CSR form):
+  for ``valid`` the train segment, for ``test`` train and valid; not only the last
+  MAX_ITEM_LIST_LENGTH items the model reads.
+  """
+
+  def __init__(self, internal, user_num):
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    self.csr = {}
+    for phase in ("valid", "test"):
+      lengths = np.zeros(user_num, dtype=np.int64)
+      chunks = []
+      for u in sorted(internal):
+        seq, n_train, n_valid = internal[u]
+        hist = seq[:n_train] if phase == "valid" else seq[:n_train + n_valid]
+        lengths[u] = len(hist)
+        chunks.append(np.asarray(hist, dtype=np.int64))
+      indptr = np.zeros(user_num + 1, dtype=np.int64)
+      np.cumsum(lengths, out=indptr[1:])
+      # Users in increasing id order, those without rows have length 0: the chunks in order.
+      indices = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
+      self.csr[phase] = (indptr, indices)
+
+  def apply(self, phase, users, targets, scores):
+    """Sets ``scores[b, h] = -inf`` for each item ``h`` in user ``users[b]``'s history.
+
+    The target keeps its score even when it is also in the history (a repeat), as in the
+    project's evaluation, which excludes the seen items other than the target.
+    """
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    import torch  # pylint: disable=g-import-not-at-top
+    indptr, indices = self.csr[phase]
+    u = users.cpu().numpy().astype(np.int64)
+    lens = indptr[u + 1] - indptr[u]
+    rows = np.repeat(np.arange(len(u)), lens)
+    offsets = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+    cols = indices[np.repeat(indptr[u], lens) + offsets]
+    batch = torch.arange(len(u), device=scores.device)
+    targets = targets.to(scores.device)
+    target_scores = scores[batch, targets].clone()
+    scores[torch.from_numpy(rows).to(scores.device),
+           torch.from_numpy(cols).to(scores.device)] = -float("inf")
+    scores[batch, targets] = target_scores
+    return scores
 
 
 def main(argv=None):
   """Trains, evaluates and writes the JSON record; ``argv`` defaults to the command line."""
   args = parse_args(argv)
   out_path = os.path.abspath(args.out)
-  data_path = os.path.abspath(args.data_path or _DEFAULT_DATA_PATH)
-  inter_file = os.path.join(data_path, args.dataset, f"{args.dataset}.inter")
-  if not os.path.isfile(inter_file):
-    # RecBole would try to download a missing dataset; fail clearly instead.
-    sys.exit(f"recbole_sasrec: {inter_file} not found. --data_path must hold "
-             f"{args.dataset}/{args.dataset}.inter (RecBole atomic files).")
+  t_start = time.perf_counter()
+  seqs = attributes = expected_fingerprint = None
+  if args.from_sequences:
+    data_path = None  # The atomic files are written below, into the run's folder.
+    try:
+      seqs = recbole_atomic.read_sequences(args.seq_file)
+      if args.attributes_file:
+        attributes = recbole_atomic.read_item_attributes(args.attributes_file)
+    except recbole_atomic.AtomicDataError as e:
+      sys.exit(f"recbole_sasrec: {e}")
+    # The split the project's data layer makes of this file (leave-one-out in file order).
+    expected_fingerprint = split_fingerprint.fingerprint(recbole_atomic.expected_splits(seqs))
+  else:
+    data_path = os.path.abspath(args.data_path or _DEFAULT_DATA_PATH)
+    inter_file = os.path.join(data_path, args.dataset, f"{args.dataset}.inter")
+    if not os.path.isfile(inter_file):
+      # RecBole would try to download a missing dataset; fail clearly instead.
+      sys.exit(f"recbole_sasrec: {inter_file} not found. --data_path must hold "
+               f"{args.dataset}/{args.dataset}.inter (RecBole atomic files).")
+  if args.expect_fingerprint:
+    if expected_fingerprint and expected_fingerprint != args.expect_fingerprint:
+      sys.exit(f"recbole_sasrec: --expect_fingerprint {args.expect_fingerprint} differs from "
+               f"the leave-one-out split of {args.seq_file} ({expected_fingerprint}).")
+    expected_fingerprint = args.expect_fingerprint
   out_dir = os.path.dirname(out_path)
   os.makedirs(out_dir, exist_ok=True)
 
@@ -241,7 +439,6 @@ def main(argv=None):
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
-  t_start = time.perf_counter()
   load_at_start = os.getloadavg()
 
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -250,12 +447,9 @@ def main(argv=None):
   from recbole.config import Config  # pylint: disable=g-import-not-at-top
   from recbole.data import data_preparation  # pylint: disable=g-import-not-at-top
   from recbole.data.dataset import SequentialDataset  # pylint: disable=g-import-not-at-top
-  from recbole.model.sequential_recommender import SASRec  # pylint: disable=g-import-not-at-top
+  from recbole.model import sequential_recommender  # pylint: disable=g-import-not-at-top
   from recbole.trainer import Trainer  # pylint: disable=g-import-not-at-top
   from recbole.utils import init_logger, init_seed  # pylint: disable=g-import-not-at-top
-  if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-  import split_fingerprint  # pylint: disable=g-import-not-at-top
 
   if args.threads:
     torch.set_num_threads(args.threads)
@@ -278,12 +472,26 @@ def main(argv=None):
       self.inter_feat[self.time_field] = rank.astype(np.float64)
       super()._change_feat_format()
 
+  # SASRecF's checkpoint pickles its feature layer, which holds the data set: the class must be
+  # reachable by name, as a module-level one is.
+  ExactTimeSequentialDataset.__qualname__ = "ExactTimeSequentialDataset"
+  globals()["ExactTimeSequentialDataset"] = ExactTimeSequentialDataset
+
   class TimedTrainer(Trainer):
     """RecBole's Trainer, timing each training epoch and each evaluation."""
 
     def __init__(self, config, model):
       super().__init__(config, model)
       self.pending = None  # The epoch being trained and validated.
+      self.history_mask = None  # A HistoryMask: exclude each user's history from the ranking.
+      self.phase = "valid"  # Which history the next full-ranking evaluation masks.
+
+    def _full_sort_batch_eval(self, batched_data):
+      interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)
+      if self.history_mask is not None:
+        # Sequential rows: one target per row, positive_u = 0..B-1, positive_i the targets.
+        scores = self.history_mask.apply(self.phase, interaction["user_id"], positive_i, scores)
+      return interaction, scores, positive_u, positive_i
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
       start = time.perf_counter()
@@ -296,6 +504,7 @@ def main(argv=None):
       return loss
 
     def _valid_epoch(self, valid_data, show_progress=False):
+      self.phase = "valid"
       start = time.perf_counter()
       score, result = super()._valid_epoch(valid_data, show_progress)
       seconds = time.perf_counter() - start
@@ -303,6 +512,17 @@ def main(argv=None):
       return score, result
 
   work_dir = tempfile.mkdtemp(prefix=".recbole_sasrec_", dir=out_dir)
+  atomic_info = None
+  if args.from_sequences:
+    data_path = os.path.abspath(args.atomic_dir or os.path.join(work_dir, "atomic"))
+    try:
+      atomic_info = recbole_atomic.write_atomic(
+          data_path, args.dataset, seqs, attributes,
+          attribute_slots=args.attribute_slots or None)
+    except recbole_atomic.AtomicDataError as e:
+      shutil.rmtree(work_dir, ignore_errors=True)
+      sys.exit(f"recbole_sasrec: {e} ({args.seq_file}, {args.attributes_file})")
+    del seqs, attributes
   old_cwd = os.getcwd()
   os.chdir(work_dir)
   ok = False
@@ -310,7 +530,7 @@ def main(argv=None):
     # RecBole's Config also reads "--key=value" pairs from sys.argv: hide ours from it.
     saved_argv, sys.argv = sys.argv, sys.argv[:1]
     try:
-      config = Config(model="SASRec", dataset=args.dataset,
+      config = Config(model=args.model, dataset=args.dataset,
                       config_dict=build_config_dict(args, data_path))
     finally:
       sys.argv = saved_argv
@@ -331,7 +551,7 @@ def main(argv=None):
     train_data, valid_data, test_data = data_preparation(config, dataset)
     n_train_targets = len(train_data.dataset)
     n_valid, n_test = len(valid_data.dataset), len(test_data.dataset)
-    splits, bad_rows = reconstruct_splits(
+    splits, bad_rows, internal = reconstruct_splits(
         train_data.dataset, valid_data.dataset, test_data.dataset,
         dataset.field2id_token["user_id"], dataset.field2id_token["item_id"])
     fingerprint = split_fingerprint.fingerprint(splits) if not bad_rows else None
@@ -341,23 +561,34 @@ def main(argv=None):
         "train_events": int(sum(s[1] for s in splits.values())),
         "valid_users": n_valid, "test_users": n_test,
         "split_fingerprint": fingerprint,
+        "expected_split_fingerprint": expected_fingerprint,
+        "split_fingerprint_match": (None if expected_fingerprint is None
+                                    else fingerprint == expected_fingerprint),
         "inconsistent_prefix_rows": bad_rows,
     }
+    if atomic_info is not None:
+      data_info["atomic_files"] = atomic_info
     print(f"[recbole] {args.dataset}: {num_users} users, {num_items} items, {num_inters} "
           f"interactions; train targets {n_train_targets}, valid {n_valid}, test {n_test}; "
           f"time_order={args.time_order}", flush=True)
 
+    history_mask = HistoryMask(internal, dataset.user_num) if args.history_masking else None
+    del internal
+
     init_seed(config["seed"], config["reproducibility"])
-    model = SASRec(config, train_data.dataset).to(config["device"])
+    model_cls = getattr(sequential_recommender, args.model)
+    model = model_cls(config, train_data.dataset).to(config["device"])
     logger.info(model)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_item_emb = model.item_embedding.weight.numel()
+    n_feature_emb = (sum(p.numel() for p in model.feature_embed_layer.parameters())
+                     if args.model == "SASRecF" else 0)
     setup_seconds = time.perf_counter() - t_start
 
     record = {
         "schema": SCHEMA,
         "complete": False,
-        "system": "RecBole SASRec (CE)",
+        "system": f"RecBole {args.model} (CE)",
         "machine": args.machine,
         "command": [os.path.basename(sys.argv[0])] + sys.argv[1:],
         "versions": {
@@ -371,7 +602,13 @@ def main(argv=None):
         "autograd_anomaly_detection_as_imported": anomaly_as_imported,
         "device": str(config["device"]),
         "config": {
-            "dataset": args.dataset, "data_path": args.data_path, "seed": args.seed,
+            "dataset": args.dataset, "data_path": args.data_path, "model": args.model,
+            "seq_file": args.seq_file and _display_path(args.seq_file),
+            "attributes_file": args.attributes_file and _display_path(args.attributes_file),
+            "attribute_slots": (args.attribute_slots or None) if args.from_sequences else None,
+            "selected_features": config["selected_features"] if args.model == "SASRecF" else None,
+            "pooling_mode": args.pooling_mode if args.model == "SASRecF" else None,
+            "seed": args.seed,
             "epochs": args.epochs, "stopping_step": args.stopping_step,
             "hidden": args.hidden, "inner": args.inner, "layers": args.layers,
             "heads": args.heads, "max_len": args.max_len, "dropout": args.dropout,
@@ -380,15 +617,27 @@ def main(argv=None):
             "weight_decay": 0.0, "train_neg_sample_args": None,
             "eval_args": config["eval_args"], "metrics": ["hr", "ndcg", "mrr"],
             "topk": list(TOPK), "valid_metric": "ndcg@10", "rating_threshold": None,
-            "user_core": 5, "item_core": 5, "time_order": args.time_order,
-            "history_masking": False,
+            "user_core": 0 if args.from_sequences else 5,
+            "item_core": 0 if args.from_sequences else 5, "time_order": args.time_order,
+            "history_masking": args.history_masking,
         },
+        "protocol_notes": protocol_notes(args),
         "data": data_info,
         "model": {"parameters": int(n_params), "item_embedding_parameters": int(n_item_emb),
-                  "non_embedding_parameters": int(n_params - n_item_emb)},
+                  "feature_embedding_parameters": int(n_feature_emb),
+                  "non_embedding_parameters": int(n_params - n_item_emb - n_feature_emb)},
         "setup_seconds": setup_seconds,
         "epochs": [],
     }
+    if data_info["split_fingerprint_match"] is False or (expected_fingerprint and bad_rows):
+      record["error"] = (f"RecBole's split (fingerprint {fingerprint}, {bad_rows} inconsistent "
+                         f"prefix rows) is not the expected one ({expected_fingerprint}); "
+                         "nothing was trained.")
+      write_json_atomic(out_path, record)
+      raise SystemExit(f"recbole_sasrec: SPLIT MISMATCH: {record['error']} Wrote {args.out}.")
+    if expected_fingerprint:
+      print(f"[recbole] split fingerprint {fingerprint[:16]}... matches the expected split",
+            flush=True)
     epochs = record["epochs"]
     cum = {"train": 0.0, "eval": 0.0}
 
@@ -415,6 +664,7 @@ def main(argv=None):
       write_json_atomic(out_path, record)
 
     trainer = TimedTrainer(config, model)
+    trainer.history_mask = history_mask
     fit_start = time.perf_counter()
     trainer.fit(train_data, valid_data, verbose=True, saved=True,
                 show_progress=False, callback_fn=on_epoch)
@@ -427,9 +677,19 @@ def main(argv=None):
                             weights_only=False)
     model.load_state_dict(checkpoint["state_dict"])
     model.load_other_parameter(checkpoint.get("other_parameter"))
+    trainer.phase = "test"
     test_start = time.perf_counter()
     test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
     test_seconds = time.perf_counter() - test_start
+    unmasked = None
+    if history_mask is not None:
+      # RecBole's stock evaluation of the same checkpoint (history not masked), for reference.
+      trainer.history_mask = None
+      start = time.perf_counter()
+      unmasked = dict(rename_metrics(trainer.evaluate(test_data, load_best_model=False,
+                                                      show_progress=False)),
+                      eval_seconds=time.perf_counter() - start)
+      trainer.history_mask = history_mask
 
     total_train = sum(e["train_seconds"] for e in epochs)
     total_eval = sum(e["eval_seconds"] for e in epochs)
@@ -469,12 +729,15 @@ def main(argv=None):
         },
         "load_average_at_end": list(os.getloadavg()),
     })
+    if unmasked is not None:
+      record["test_unmasked"] = unmasked
     write_json_atomic(out_path, record)
     t = record["test"]
     print(f"[recbole] best epoch {best['epoch']} (valid ndcg@10 {best['valid_ndcg@10']:.4f}, "
           f"reached after {best['cum_train_seconds']:.1f}s of training); test ndcg@10 "
-          f"{t['ndcg@10']:.4f} hr@10 {t['hr@10']:.4f} mrr@10 {t['mrr@10']:.4f}; "
-          f"wrote {args.out}", flush=True)
+          f"{t['ndcg@10']:.4f} hr@10 {t['hr@10']:.4f} mrr@10 {t['mrr@10']:.4f}"
+          f"{' (history masked; unmasked ndcg@10 %.4f)' % unmasked['ndcg@10'] if unmasked else ''}"
+          f"; wrote {args.out}", flush=True)
     ok = True
   finally:
     os.chdir(old_cwd)

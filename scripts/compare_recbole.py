@@ -8,7 +8,10 @@ Reads ``<suite>/<model>_seed<s>/results.json`` for every seed found (``--seeds``
 complete JSONs of ``benchmarks/recbole_sasrec.py``. Prints and writes (``--out``, atomically) a
 Markdown table of test metrics at each run's best validation NDCG@10: mean ± std over seeds (std
 with ``ddof=0``, as ``run_suite.py``), the best validation NDCG@10, and the step or epoch of the
-best. Also says whether our SASRec's mean test NDCG@10 is at least RecBole's. Nothing is trained.
+best. RecBole runs get one row per model (``system``: SASRec, SASRecF), and a note with their
+history masking and split fingerprint; a JSON whose split did not match the expected one is
+refused. Also says whether our SASRec's mean test NDCG@10 is at least RecBole SASRec's. Nothing is
+trained.
 """
 
 import datetime
@@ -57,9 +60,17 @@ def recbole(paths) -> list[dict]:
       rb = json.load(f)
     if not rb.get("complete"):
       raise ValueError(f"{path}: RecBole run not complete (still running or failed).")
+    data = rb.get("data", {})
+    if data.get("split_fingerprint_match") is False:
+      raise ValueError(f"{path}: RecBole's split is not the expected one (split_fingerprint "
+                       f"{data.get('split_fingerprint')}, expected "
+                       f"{data.get('expected_split_fingerprint')}).")
     runs.append({"seed": rb.get("config", {}).get("seed", rb.get("seed", "?")),
                  "test": rb["test"], "valid_ndcg@10": rb["best"]["valid_ndcg@10"],
-                 "best": f"epoch {rb['best']['epoch']}"})
+                 "best": f"epoch {rb['best']['epoch']}",
+                 "system": rb.get("system", "RecBole SASRec (CE)"),
+                 "history_masking": bool(rb.get("config", {}).get("history_masking", False)),
+                 "fingerprint": data.get("split_fingerprint")})
   return runs
 
 
@@ -82,15 +93,28 @@ def main(argv):
       by_name[model] = runs
     else:
       print(f"(no finished runs of {model} under {_SUITE.value})")
+  notes = []
   if _RECBOLE.value:
-    rb_runs = recbole(_RECBOLE.value)
-    rows.append(row("RecBole SASRec (CE)", rb_runs))
-    by_name["recbole"] = rb_runs
+    # One row per RecBole model (SASRec, SASRecF), in the order first given.
+    rb_all = recbole(_RECBOLE.value)
+    for system in dict.fromkeys(r["system"] for r in rb_all):
+      runs = [r for r in rb_all if r["system"] == system]
+      rows.append(row(system, runs))
+      masked = {r["history_masking"] for r in runs}
+      masking = ("MIXED (some runs masked, some not)" if len(masked) > 1
+                 else "masked" if masked == {True} else "not masked")
+      prints = ", ".join(sorted({str(r["fingerprint"])[:16] for r in runs}))
+      notes.append(f"{system}: history {masking}; split fingerprint {prints}")
+    by_name["recbole"] = [r for r in rb_all if r["system"] == "RecBole SASRec (CE)"]
+    if len({r["fingerprint"] for r in rb_all}) > 1:
+      notes.append("WARNING: the RecBole runs are on different splits (fingerprints differ).")
   cols = ["model", "seeds"] + [f"test {m}" for m in _METRICS.value] + ["best valid ndcg@10",
                                                                          "best at"]
   text = (f"{datetime.date.today()}, command:\n    python scripts/compare_recbole.py "
           + " ".join(sys.argv[1:]) + "\n\n" + metric_writers.format_table(rows, cols) + "\n")
-  if "sasrec" in by_name and "recbole" in by_name:
+  if notes:
+    text += "\n" + "\n".join(notes) + "\n"
+  if "sasrec" in by_name and by_name.get("recbole"):
     a = np.mean([r["test"]["ndcg@10"] for r in by_name["sasrec"]])
     b = np.mean([r["test"]["ndcg@10"] for r in by_name["recbole"]])
     text += (f"\nour SASRec-CE mean test NDCG@10 {a:.4f} vs RecBole's {b:.4f}: "
