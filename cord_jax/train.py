@@ -90,6 +90,9 @@ class Traj(NamedTuple):
   episode_return: jax.Array  # [T, E] the finished episode's team return where done
 
 
+NETWORKS = ("actor", "critic", "controller", "disc")  # the keys of the parameter dict
+
+
 class Batch(NamedTuple):
   traj: Traj
   adv: jax.Array
@@ -353,7 +356,11 @@ class Learner:
 
 
 def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int):
-  """Adam (eps 1e-5, as in MAPPO) with global-norm clipping and a linear anneal to 0."""
+  """Adam (eps 1e-5, as in MAPPO) with global-norm clipping and a linear anneal to 0.
+
+  The norm is clipped per network (actor, critic, controller, discriminator): one global norm
+  over all four would let the controller's or the discriminator's gradients shrink the actor's.
+  """
   if optim.name != "adam":
     raise config_lib.ConfigError("optim.name", f"{optim.name!r}: the CORD learner uses adam",
                                  "set --config.optim.name=adam")
@@ -361,7 +368,10 @@ def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int):
         if optim.schedule == "linear" else optim.learning_rate)
   tx = optax.adam(lr, b1=optim.b1, b2=optim.b2, eps=1e-5)
   if optim.grad_clip_norm:
-    tx = optax.chain(optax.clip_by_global_norm(optim.grad_clip_norm), tx)
+    clip = optax.multi_transform(
+        {k: optax.clip_by_global_norm(optim.grad_clip_norm) for k in NETWORKS},
+        lambda params: {k: jax.tree.map(lambda _, k=k: k, v) for k, v in params.items()})
+    tx = optax.chain(clip, tx)
   return tx
 
 

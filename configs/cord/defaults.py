@@ -27,7 +27,7 @@ def get_default_config() -> ml_collections.ConfigDict:
       name="resource_collection", num_agents=3, num_envs=64, num_seeds=4,
       kwargs=ml_collections.ConfigDict(dict(time_limit=50))))
   c.roles = ml_collections.ConfigDict(dict(
-      assign="learned", num_roles=3, T_role=10, alpha=0.05, beta=0.05))
+      assign="learned", num_roles=3, T_role=10, alpha=0.005, beta=0.005))
   c.ppo = ml_collections.ConfigDict(dict(
       rollout_len=32, updates_per_chunk=10, gamma=0.99, gae_lambda=0.95, clip_eps=0.2,
       vf_coef=0.5, ent_coef=0.01, num_epochs=4, num_minibatches=4, norm_adv=True,
