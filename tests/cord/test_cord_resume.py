@@ -1,4 +1,4 @@
-"""The CORD trainer through ``scripts/train.py``: 8 fake devices, kill -9, bit-identical resume.
+"""The CORD trainer through ``scripts/train.py``: 2 fake devices, kill -9, bit-identical resume.
 
 Slow (three subprocess runs, each compiling the learner): ``pytest -m slow tests/cord``.
 """
@@ -12,9 +12,9 @@ import jax
 import numpy as np
 import pytest
 
-from common import checkpoints
 from common import metric_writers
 from tests.common import helpers
+from tests.common import test_whole_state
 
 FLAGS = ["--config.env.num_envs=8", "--config.train.num_steps=3",
          "--config.train.checkpoint_every=1", "--config.train.progress_bar=False"]
@@ -24,16 +24,7 @@ def _train(workdir, mode, *extra):
   cmd = [sys.executable, helpers.TRAIN, "--config=" + os.path.join(
       helpers.REPO_ROOT, "configs/cord/foraging.py:runlocal"), f"--workdir={workdir}",
          f"--config.parallel.mode={mode}", *FLAGS, *extra]
-  return subprocess.run(cmd, env=helpers.env(8), capture_output=True, text=True, timeout=900)
-
-
-def _saved(workdir):
-  ckpt = checkpoints.Checkpointer(str(workdir), every=0)
-  step = ckpt.latest_step()
-  template = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), ckpt.saved_structure(step))
-  state, _ = ckpt.restore(template)
-  ckpt.close()
-  return step, state
+  return subprocess.run(cmd, env=helpers.env(2), capture_output=True, text=True, timeout=900)
 
 
 @pytest.mark.slow
@@ -46,8 +37,8 @@ def test_cord_resumes_bit_identically_after_kill(tmp_path, mode):
   resumed = _train(tmp_path / "killed", mode)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert "Resumed from checkpoint step 2." in resumed.stdout
-  step_a, a = _saved(tmp_path / "straight")
-  step_b, b = _saved(tmp_path / "killed")
+  step_a, a, _ = test_whole_state._saved_state(tmp_path / "straight")
+  step_b, b, _ = test_whole_state._saved_state(tmp_path / "killed")
   assert step_a == step_b == 3
   assert a["env_state"]["env_state"]["agent_pos"].shape[:2] == (2, 8)  # [seeds, envs]
   jax.tree.map(np.testing.assert_array_equal, a, b)
