@@ -184,6 +184,7 @@ class LossConfig:
   logq_correction: bool = True
   mask_prob: float = 0.2
   mask_last_prob: float = 0.0
+  softmax_chunk: int = 256
 
 
 # -- the validator -------------------------------------------------------------------------------
@@ -211,6 +212,15 @@ def validate(config: ml_collections.ConfigDict) -> tuple[ModelConfig, LossConfig
                         f"must be in [0, model.max_len = {max_len}], got {config.input.stride}",
                         "set --config.input.stride=0 (one window per user) or a value in "
                         "[1, model.max_len]")
+  for key in ("input.pack_multiple", "eval.pack_multiple"):
+    section, name = key.split(".")
+    config_checks.require(config[section][name] >= 1, key,
+                          f"must be >= 1, got {config[section][name]}",
+                          f"set --config.{key}=8")
+  config_checks.require(not (config.input.pack and loss.mask_last_prob > 0), "input.pack",
+                        "packed rows cannot take loss.mask_last_prob > 0 (it masks the last item "
+                        "of each row, which is then only the last packed window's)",
+                        "set --config.input.pack=False, or --config.loss.mask_last_prob=0")
   config_checks.require(config.eval.chunk_size >= 0, "eval.chunk_size",
                         f"must be >= 0, got {config.eval.chunk_size}",
                         "set --config.eval.chunk_size=0 (all at once) or a positive int")
@@ -312,6 +322,9 @@ def loss_config(loss: Optional[Mapping[str, Any]] = None, *, model: str = "heter
   config_checks.require(c.num_negatives >= 0, "loss.num_negatives",
                         f"must be >= 0, got {c.num_negatives}",
                         "set --config.loss.num_negatives=0 (full softmax) or a positive int")
+  config_checks.require(c.softmax_chunk >= 0, "loss.softmax_chunk",
+                        f"must be >= 0, got {c.softmax_chunk}",
+                        "set --config.loss.softmax_chunk=256 (skip padding) or 0 (dense)")
   for key in ("mask_prob", "mask_last_prob"):
     config_checks.require(0.0 <= c[key] <= 1.0, f"loss.{key}", f"must be in [0, 1], got {c[key]}",
                           f"set --config.loss.{key} to a probability")

@@ -35,7 +35,8 @@ Array = Any
 
 
 def token_attention_mask(item_valid: Array, num_slots: int, mode: str,
-                         token_valid: Optional[Array] = None) -> Array:
+                         token_valid: Optional[Array] = None,
+                         segment_ids: Optional[Array] = None) -> Array:
   """The token-level mask ``[B, 1, L*K, L*K]`` (True = may attend).
 
   Args:
@@ -44,6 +45,8 @@ def token_attention_mask(item_valid: Array, num_slots: int, mode: str,
     mode: ``block_causal`` or ``causal`` (see the module docstring).
     token_valid: ``[B, L*K]`` bool, False at padding slots (per-value tokens); None = every
       slot of a real item is real.
+    segment_ids: ``[B, L]``, the packed sequence of each item (training rows holding several
+      users' windows); tokens attend only within their item's segment. None = one per row.
   """
   if mode not in MASKS:
     raise ValueError(f"Unknown mask {mode!r}; use one of {MASKS}.")
@@ -54,6 +57,9 @@ def token_attention_mask(item_valid: Array, num_slots: int, mode: str,
   else:
     item = pos // num_slots
     structure = item[None, :] <= item[:, None]
+  if segment_ids is not None:
+    structure = structure[None] & transformer.same_segment(
+        jnp.repeat(segment_ids, num_slots, axis=1))
   key_valid = jnp.repeat(item_valid, num_slots, axis=1)
   if token_valid is not None:
     key_valid = key_valid & token_valid
@@ -97,18 +103,20 @@ class HCT(nn.Module):
 
   @nn.compact
   def __call__(self, tokens: Array, item_valid: Array, train: bool = False,
-               token_valid: Optional[Array] = None) -> Array:
+               token_valid: Optional[Array] = None,
+               segment_ids: Optional[Array] = None) -> Array:
     """Maps tokens ``[B, L*K, d_token]`` and validity ``[B, L]`` to item states ``[B, L, d]``.
 
     ``token_valid`` (``[B, L*K]`` bool, optional) marks padding slots of per-value attribute
-    tokens: masked as keys and left out of the pooling.
+    tokens: masked as keys and left out of the pooling. ``segment_ids`` (``[B, L]``, optional)
+    keeps packed sequences apart at both levels.
     """
     c = self.config
     batch, length = item_valid.shape
     if tokens.shape[1] != length * self.num_slots:
       raise ValueError(f"HCT got {tokens.shape[1]} tokens for {length} items of "
                        f"{self.num_slots} slots.")
-    mask = token_attention_mask(item_valid, self.num_slots, c.mask, token_valid)
+    mask = token_attention_mask(item_valid, self.num_slots, c.mask, token_valid, segment_ids)
     if c.norm == "post":
       tokens = nn.LayerNorm(dtype=c.dtype, param_dtype=c.param_dtype,
                             name="token_input_norm")(tokens)
@@ -119,4 +127,4 @@ class HCT(nn.Module):
     if h.shape[-1] != c.d_model:
       h = nn.Dense(c.d_model, dtype=c.dtype, param_dtype=c.param_dtype, name="token_to_item")(h)
     return transformer.Transformer(c.item_transformer, name="item_transformer")(
-        h, transformer.item_attention_mask(item_valid, causal=True), train)
+        h, transformer.item_attention_mask(item_valid, causal=True, segment_ids=segment_ids), train)

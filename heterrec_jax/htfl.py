@@ -15,7 +15,7 @@ the HCT masks out of attention and pooling.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -78,12 +78,20 @@ class HTFL(nn.Module):
     valid = self.embedder.slot_valid(ids, features) & (ids != 0)[..., None]
     return valid.reshape(ids.shape[0], ids.shape[1] * self.num_slots)
 
-  def __call__(self, ids: Array, features: Mapping[str, Array], train: bool = False) -> Array:
-    """Returns the flattened tokens ``[B, L * K, dim]`` of the item sequences ``ids [B, L]``."""
+  def __call__(self, ids: Array, features: Mapping[str, Array], train: bool = False,
+               positions: Optional[Array] = None) -> Array:
+    """Returns the flattened tokens ``[B, L * K, dim]`` of the item sequences ``ids [B, L]``.
+
+    ``positions`` (``[B, L]`` int, optional) gives each item's position explicitly (packed rows:
+    each window keeps the positions it has when left-padded alone); default, its column.
+    """
     embedders.check_sequence_length(ids, self.config.max_len)
     batch, length = ids.shape
     tokens = self.embedder(ids, features)  # [B, L, K, dim]
     if self.config.position_embedding:
-      tokens = tokens + self.item_position(jnp.arange(length))[None, :, None, :]
+      if positions is None:
+        tokens = tokens + self.item_position(jnp.arange(length))[None, :, None, :]
+      else:
+        tokens = tokens + self.item_position(positions)[:, :, None, :]
     tokens = self.drop(tokens, deterministic=not train)
     return tokens.reshape(batch, length * self.num_slots, self.config.token_dim)

@@ -5,7 +5,10 @@ Every model here is a Flax Linen module with
 * ``__call__(batch, features, train=False) -> [B, L, d_model]``: the state after each position
   (zero at padding positions). ``batch["item_ids"]`` is int32 ``[B, L]``, 0 = padding (anywhere;
   left padding is the expected layout); BERT4Rec's inputs may hold its mask token
-  ``num_items + 1``.
+  ``num_items + 1``. Packed rows (several sequences in one row, ``common.recsys.packing``) add
+  ``batch["segment_ids"]`` (attention stays inside a segment) and ``batch["positions"]`` (each
+  item's position as in its own left-padded row), so a packed row computes what its sequences
+  would alone.
 * ``item_embeddings(features, ids) -> [*ids.shape, d_model]``: candidate embeddings; a score is
   ``state . embedding``.
 
@@ -70,9 +73,9 @@ class HeterRec(nn.Module):
     """States ``[B, L, d_model]`` after each item of ``batch["item_ids"] [B, L]``."""
     ids = jnp.asarray(batch["item_ids"], jnp.int32)
     valid = ids != 0
-    tokens = self.htfl(ids, features, train)
+    tokens = self.htfl(ids, features, train, batch.get("positions"))
     token_valid = self.htfl.token_valid(ids, features) if self.htfl.has_padding_slots else None
-    h = self.hct(tokens, valid, train, token_valid)
+    h = self.hct(tokens, valid, train, token_valid, batch.get("segment_ids"))
     if self.is_initializing():
       # init only runs __call__; the candidate fusion's parameters must exist too.
       self.item_embeddings(features, ids)
@@ -127,11 +130,14 @@ class ItemSequenceTransformer(nn.Module):
     ids = jnp.asarray(batch["item_ids"], jnp.int32)
     embedders.check_sequence_length(ids, c.max_len)
     valid = ids != 0
-    x = self.item_embeddings(features, ids) + self.position(jnp.arange(ids.shape[1]))[None]
+    positions = batch.get("positions")
+    positions = jnp.arange(ids.shape[1])[None] if positions is None else positions
+    x = self.item_embeddings(features, ids) + self.position(positions)
     if c.norm == "post":
       x = self.input_norm(x)
     x = self.drop(x, deterministic=not train)
-    mask = transformer.item_attention_mask(valid, causal=not c.bidirectional)
+    mask = transformer.item_attention_mask(valid, causal=not c.bidirectional,
+                                           segment_ids=batch.get("segment_ids"))
     h = self.encoder(x, mask, train)
     return jnp.where(valid[..., None], h, 0).astype(c.dtype)
 
@@ -249,8 +255,16 @@ def towers(model: nn.Module):
 
   ``user_fn(params, features, batch) -> [B, d]`` encodes ``batch["history_ids"]``
   (``user_embeddings``); ``item_fn(params, features, ids) -> [*ids.shape, d]`` embeds candidates.
+  A batch of packed histories (``common.recsys.packing.pack_histories``: ``segment_ids``,
+  ``positions``, ``user_row``, ``user_col``; causal models only) is encoded row by row and each
+  user's vector read at its last item.
   """
   def user_fn(params, features, batch):
+    if "user_row" in batch:
+      rows = {k: jnp.asarray(batch[k], jnp.int32) for k in ("segment_ids", "positions")}
+      hidden = model.apply({"params": params}, {"item_ids": batch["history_ids"], **rows},
+                           features, train=False)
+      return hidden[batch["user_row"], batch["user_col"]]
     return user_embeddings(model, {"params": params}, {"item_ids": batch["history_ids"]},
                            features)
 

@@ -40,23 +40,32 @@ LossAux = dict[str, Array]
 EmbedFn = Callable[[Array], Array]
 
 
-def lmp_targets(item_ids: Array, k: int,
-                target_mask: Optional[Array] = None) -> tuple[Array, Array]:
+def _ahead(x: Array, k: int) -> Array:
+  """``[B, L, k]``: ``x`` at ``t + 1 .. t + k`` (0 past the end)."""
+  length = x.shape[1]
+  padded = jnp.pad(x, ((0, 0), (0, k)))
+  return jnp.stack([padded[:, j:j + length] for j in range(1, k + 1)], axis=-1)
+
+
+def lmp_targets(item_ids: Array, k: int, target_mask: Optional[Array] = None,
+                segment_ids: Optional[Array] = None) -> tuple[Array, Array]:
   """The LMP targets ``[B, L, k]`` (item at ``t + j``, 0 past the end) and their validity.
 
   Args:
     item_ids: ``[B, L]``, 0 = padding.
     k: steps predicted from each position.
     target_mask: ``[B, L]`` bool, the items that count as targets (all real items when None).
+    segment_ids: ``[B, L]``, the packed sequence of each position (``common.recsys.packing``); a
+      target must be in the same segment as its position. None = one sequence per row.
   """
   if k < 1:
     raise ValueError(f"LMP needs k >= 1, got {k}.")
-  length = item_ids.shape[1]
-  padded = jnp.pad(item_ids, ((0, 0), (0, k)))
-  targets = jnp.stack([padded[:, j:j + length] for j in range(1, k + 1)], axis=-1)
+  targets = _ahead(item_ids, k)
   valid = (item_ids != 0)[..., None] & (targets != 0)
   if target_mask is not None:
-    valid &= lmp_targets(target_mask.astype(jnp.int32), k)[0] != 0
+    valid &= _ahead(target_mask.astype(jnp.int32), k) != 0
+  if segment_ids is not None:
+    valid &= _ahead(segment_ids, k) == segment_ids[..., None]
   return targets, valid
 
 
@@ -71,6 +80,13 @@ def step_weights(k: int, gamma: float) -> Array:
     return jnp.asarray(gamma, jnp.float32) ** jnp.arange(k, dtype=jnp.float32)
 
 
+def _full_nll(hidden: Array, cand_emb: Array, targets: Array, valid: Array, chunk: int) -> Array:
+  """Full-softmax terms: dense over every position (``chunk`` 0) or only where a term is valid."""
+  if not chunk:
+    return losses.full_softmax_nll(hidden, cand_emb, targets)
+  return losses.needed_full_softmax_nll(hidden, cand_emb, targets, jnp.any(valid, axis=-1), chunk)
+
+
 def _finish(nll: Array, valid: Array, weights: Array, normalize: str) -> tuple[Array, LossAux]:
   total, denom = losses.weighted_sums(nll, valid, weights, normalize)
   loss = losses.ratio(total, denom)
@@ -79,8 +95,9 @@ def _finish(nll: Array, valid: Array, weights: Array, normalize: str) -> tuple[A
 
 
 def lmp_loss(hidden: Array, cand_emb: Array, item_ids: Array, *, k: int = 1, gamma: float = 1.0,
-             normalize: str = "weight",
-             target_mask: Optional[Array] = None) -> tuple[Array, LossAux]:
+             normalize: str = "weight", target_mask: Optional[Array] = None,
+             softmax_chunk: int = 0,
+             segment_ids: Optional[Array] = None) -> tuple[Array, LossAux]:
   """LMP with a full softmax over the catalogue.
 
   Args:
@@ -91,19 +108,22 @@ def lmp_loss(hidden: Array, cand_emb: Array, item_ids: Array, *, k: int = 1, gam
     gamma: step decay; step ``j`` has weight ``gamma**(j-1)``.
     normalize: ``weight`` or ``count`` (module docstring).
     target_mask: ``[B, L]`` bool, the items that count as targets, or None (every real item).
+    softmax_chunk: 0 = the softmax at every position; ``c`` > 0 = only at the positions with a
+      valid term, ``c`` rows at a time (``losses.needed_full_softmax_nll``).
+    segment_ids: ``[B, L]`` packed-row segments (``lmp_targets``), or None.
 
   Returns:
     ``(loss, aux)``; the loss is 0 when the batch has no valid term.
   """
-  targets, valid = lmp_targets(item_ids, k, target_mask)
-  nll = losses.full_softmax_nll(hidden, cand_emb, targets)
+  targets, valid = lmp_targets(item_ids, k, target_mask, segment_ids)
+  nll = _full_nll(hidden, cand_emb, targets, valid, softmax_chunk)
   return _finish(nll, valid, step_weights(k, gamma), normalize)
 
 
 def sampled_lmp_loss(hidden: Array, item_ids: Array, neg_ids: Array, embed: EmbedFn, *,
                      k: int = 1, gamma: float = 1.0, log_q: Optional[Array] = None,
-                     normalize: str = "weight",
-                     target_mask: Optional[Array] = None) -> tuple[Array, LossAux]:
+                     normalize: str = "weight", target_mask: Optional[Array] = None,
+                     segment_ids: Optional[Array] = None) -> tuple[Array, LossAux]:
   """LMP with a sampled softmax over shared negatives (``losses.sampled_softmax_nll``).
 
   Args:
@@ -116,11 +136,12 @@ def sampled_lmp_loss(hidden: Array, item_ids: Array, neg_ids: Array, embed: Embe
     log_q: ``[N + 1]`` log sampling probability of every item for logQ correction, or None.
     normalize: ``weight`` or ``count``.
     target_mask: ``[B, L]`` bool, the items that count as targets, or None.
+    segment_ids: ``[B, L]`` packed-row segments, or None.
 
   Returns:
     ``(loss, aux)``.
   """
-  targets, valid = lmp_targets(item_ids, k, target_mask)
+  targets, valid = lmp_targets(item_ids, k, target_mask, segment_ids)
   target_emb, neg_emb = embed(targets), embed(neg_ids)
   target_log_q = None if log_q is None else log_q[targets]
   neg_log_q = None if log_q is None else log_q[neg_ids]
@@ -160,7 +181,8 @@ def _cloze_valid(labels: Array, target_mask: Optional[Array]) -> Array:
 
 
 def masked_item_loss(hidden: Array, cand_emb: Array, labels: Array,
-                     target_mask: Optional[Array] = None) -> tuple[Array, LossAux]:
+                     target_mask: Optional[Array] = None,
+                     softmax_chunk: int = 0) -> tuple[Array, LossAux]:
   """Cloze loss: mean full-softmax cross-entropy over the masked positions (``labels != 0``).
 
   Args:
@@ -168,10 +190,12 @@ def masked_item_loss(hidden: Array, cand_emb: Array, labels: Array,
     cand_emb: ``[N + 1, d]``.
     labels: ``[B, L]`` from ``mask_items``.
     target_mask: ``[B, L]`` bool, the items that count as targets, or None.
+    softmax_chunk: as for ``lmp_loss``.
   """
   targets = labels[..., None]
-  nll = losses.full_softmax_nll(hidden, cand_emb, targets)
-  return _finish(nll, _cloze_valid(labels, target_mask), jnp.ones((1,)), "count")
+  valid = _cloze_valid(labels, target_mask)
+  nll = _full_nll(hidden, cand_emb, targets, valid, softmax_chunk)
+  return _finish(nll, valid, jnp.ones((1,)), "count")
 
 
 def sampled_masked_item_loss(hidden: Array, labels: Array, neg_ids: Array, embed: EmbedFn,
@@ -233,20 +257,25 @@ def make_loss_fn(model: nn.Module, config: LossConfig) -> Callable[..., Any]:
                                   c.mask_last_prob)
     else:
       inputs = ids
-    hidden = model.apply({"params": params}, {"item_ids": inputs}, features, train=train,
+    segments = batch.get("segment_ids")  # packed rows (common.recsys.packing), or None
+    model_batch = {"item_ids": inputs}
+    for key in ("segment_ids", "positions"):
+      if key in batch:
+        model_batch[key] = jnp.asarray(batch[key], jnp.int32)
+    hidden = model.apply({"params": params}, model_batch, features, train=train,
                          rngs={"dropout": rng_dropout})
     if c.num_negatives == 0:
       cand_emb = embed(params, features, jnp.arange(num_items + 1))
       if c.objective == "cloze":
-        return masked_item_loss(hidden, cand_emb, labels, counted)
+        return masked_item_loss(hidden, cand_emb, labels, counted, c.softmax_chunk)
       return lmp_loss(hidden, cand_emb, ids, k=c.k, gamma=c.gamma, normalize=c.normalize,
-                      target_mask=counted)
+                      target_mask=counted, softmax_chunk=c.softmax_chunk, segment_ids=segments)
     neg_ids, log_q = negatives(rng_neg, log_q)
     log_q = log_q if c.logq_correction else None
     embed_ids = functools.partial(embed, params, features)
     if c.objective == "cloze":
       return sampled_masked_item_loss(hidden, labels, neg_ids, embed_ids, log_q, counted)
     return sampled_lmp_loss(hidden, ids, neg_ids, embed_ids, k=c.k, gamma=c.gamma, log_q=log_q,
-                            normalize=c.normalize, target_mask=counted)
+                            normalize=c.normalize, target_mask=counted, segment_ids=segments)
 
   return loss_fn

@@ -44,6 +44,7 @@ from common import train_state as ts
 from common.recsys import embedders
 from common.recsys import losses
 from common.recsys import metrics as metrics_lib
+from common.recsys import packing
 from common.recsys import runs
 from heterrec_jax import config as config_lib
 from heterrec_jax import models
@@ -72,6 +73,13 @@ class Windows:
   def __init__(self, ds, config):
     common = dict(max_len=config.model.max_len, global_batch_size=config.train.batch_size,
                   seed=config.seed)
+    # With input.pack, each batch's windows are packed into fewer rows (common.recsys.packing); the
+    # row count is a multiple of input.pack_multiple and of this process's devices.
+    self._pack = config.input.pack
+    devices = config.parallel.num_devices
+    devices = jax.device_count() if devices in (0, -1) else devices
+    local = max(1, devices // jax.process_count())
+    self._row_multiple = int(np.lcm(config.input.pack_multiple, local))
     if config.input.stride:
       self._inner = data_lib.StridedWindowBatches(ds, stride=config.input.stride, **common)
     else:
@@ -87,9 +95,18 @@ class Windows:
     # inputs plus the last target (taking the first input instead would drop a short row's
     # oldest item, since its padding shifts with the row).
     counted = b.get("target_mask", b["mask"])
-    return {"item_ids": np.concatenate([b["input_ids"], b["target_ids"][:, -1:]], axis=1),
-            # Window column j + 1 holds target j; column 0 is never a target.
-            "target_mask": np.concatenate([np.zeros_like(counted[:, :1]), counted], axis=1)}
+    out = {"item_ids": np.concatenate([b["input_ids"], b["target_ids"][:, -1:]], axis=1),
+           # Window column j + 1 holds target j; column 0 is never a target.
+           "target_mask": np.concatenate([np.zeros_like(counted[:, :1]), counted], axis=1)}
+    if not self._pack:
+      return out
+    packed = packing.pack_windows(out["item_ids"], out["target_mask"], self._row_multiple)
+    packed = {k: packed[k] for k in packing.ROW_KEYS}
+    if jax.process_count() > 1:  # every process must feed the same number of rows
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      rows = int(np.max(multihost_utils.process_allgather(np.int32(len(packed["item_ids"])))))
+      packed = {k: np.pad(v, ((0, rows - len(v)), (0, 0))) for k, v in packed.items()}
+    return packed
 
   def get_state(self) -> dict:
     return self._inner.get_state()
@@ -186,8 +203,10 @@ def make_task(config, ds) -> tuple[train_loop.Task, dict]:
   consts = {"features": features, "log_q": log_q}
   last_ranks: dict = {}
   user_fn, item_fn = models.towers(model)
+  # Packed evaluation histories need a causal model (BERT4Rec appends its mask token per row).
   evaluate = runs.make_evaluator(ds, user_fn, item_fn, features, config.eval,
-                                 config.model.max_len, last_ranks)
+                                 config.model.max_len, last_ranks,
+                                 pack=config.eval.pack and model.mask_token_id is None)
 
   task = train_loop.Task(
       init_state=make_init_state(config, model, features),

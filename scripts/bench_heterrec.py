@@ -14,7 +14,14 @@ size):
 - full-ranking evaluation throughput in users per second (the validation split, after one
   warm-up pass);
 - FLOPs per training step from XLA's cost analysis of the compiled step, the achieved FLOP/s,
-  and that as a fraction of this machine's measured float32 matmul peak (``--peak_n``);
+  and that as a fraction of this machine's measured float32 matmul peak (``--peak_n``) (XLA
+  counts a loop body once, so for the ``gather`` and ``packed`` layouts, whose softmax is a loop
+  of chunks, the count is a lower bound);
+- with ``--layouts``, each model in several batch layouts side by side (``dense``: every window
+  its own row, the softmax at every position; ``gather``: the softmax only at the positions with
+  a target, ``loss.softmax_chunk``; ``packed``: that plus packed rows, ``input.pack``), with the
+  share of the computed logit rows and of the computed attention scores (query-key pairs within
+  one window, causal) that belong to real targets and items;
 - RecBole's numbers, by running ``benchmarks/recbole_sasrec.py`` in RecBole's own environment
   (``--recbole_python``; ``--recbole_epochs`` epochs) or reading a JSON it wrote earlier
   (``--recbole_json``); ratios ours / RecBole;
@@ -57,6 +64,10 @@ _RB_PY = flags.DEFINE_string("recbole_python", ".venv-recbole/bin/python", "RecB
 _RB_EPOCHS = flags.DEFINE_integer("recbole_epochs", 1, "Epochs when running RecBole here.")
 _RB_THREADS = flags.DEFINE_integer("recbole_threads", 1, "torch threads for RecBole.")
 _SKIP_RB = flags.DEFINE_bool("skip_recbole", False, "Time only our models.")
+_LAYOUTS = flags.DEFINE_list("layouts", [], "Batch layouts to time each model in: dense, gather, "
+                             "packed (empty: the config's own).")
+LAYOUTS = {"dense": dict(pack=False, softmax_chunk=0), "gather": dict(pack=False),
+           "packed": dict(pack=True)}
 _TTQ = flags.DEFINE_bool("time_to_quality", False, "Also measure time to RecBole's best NDCG@10.")
 _TTQ_STEPS = flags.DEFINE_integer("ttq_max_steps", 4000, "Give up after this many steps.")
 _TTQ_EVAL = flags.DEFINE_integer("ttq_eval_every", 50, "Validation interval for time-to-quality.")
@@ -82,17 +93,50 @@ def _targets(batch: dict) -> int:
   return int(np.sum(batch["target_mask"]))
 
 
-def _config_for(model: str, size: str = ""):
+def _config_for(model: str, size: str = "", layout: str = ""):
   path, _, arg = _CONFIG.value.partition(":")
   config = config_checks.load_config_file(
       os.path.join(REPO, path) + ":" + ",".join(a for a in (arg, size, model) if a))
   config.train.progress_bar = False
+  if layout:
+    if layout not in LAYOUTS:
+      raise ValueError(f"Unknown layout {layout!r}; use one of {sorted(LAYOUTS)}.")
+    settings = LAYOUTS[layout]
+    config.input.pack = settings["pack"]
+    config.loss.softmax_chunk = settings.get("softmax_chunk", config.loss.softmax_chunk or 256)
   return config
 
 
-def measure_ours(model: str, ds, target_ndcg=None, size: str = "") -> dict:
+def padding_shares(batches, softmax_chunk: int) -> dict:
+  """Shares of the computed logit rows and attention scores that belong to real targets/items.
+
+  A logit row is one position's softmax over the catalogue: ``rows x width`` of them in the dense
+  layout, ``ceil(targets / chunk) * chunk`` with the chunked softmax. An attention score is a
+  query-key pair: ``rows x width**2`` are computed per layer and head (the token level multiplies
+  both sides by ``K**2``), of which a window of ``n`` real items needs the ``n (n + 1) / 2``
+  causal pairs among them.
+  """
+  targets = computed_rows = real_pairs = computed_pairs = 0
+  for b in batches:
+    ids = np.asarray(b["item_ids"])
+    rows, width = ids.shape
+    n_targets = int(np.sum(b["target_mask"]))
+    targets += n_targets
+    computed_rows += (-(-n_targets // softmax_chunk) * softmax_chunk if softmax_chunk
+                      else rows * width)
+    segments = b.get("segment_ids", np.where(ids != 0, 1, 0))
+    for row in segments:
+      n = np.bincount(row[row > 0])
+      real_pairs += int(np.sum(n * (n + 1) // 2))
+    computed_pairs += rows * width * width
+  return {"logit_rows_on_targets": targets / max(computed_rows, 1),
+          "attention_on_real_pairs": real_pairs / max(computed_pairs, 1),
+          "rows_per_batch": float(np.mean([len(b["item_ids"]) for b in batches]))}
+
+
+def measure_ours(model: str, ds, target_ndcg=None, size: str = "", layout: str = "") -> dict:
   """Throughput, FLOPs and (optionally) time to ``target_ndcg`` of one of our models."""
-  config = _config_for(model, size)
+  config = _config_for(model, size, layout)
   task, _ = train.make_task(config, ds)
   dp = parallel.DataParallel(config.parallel.mode, config.parallel.num_devices)
   state = jax.jit(task.init_state)(jax.random.PRNGKey(config.seed))
@@ -109,23 +153,33 @@ def measure_ours(model: str, ds, target_ndcg=None, size: str = "") -> dict:
   for _ in range(_WARMUP.value):
     state, m = step(state, dp.shard_batch(next(task.train_iter)), consts)
   jax.block_until_ready(m)
+  # Every batch is drawn first (timed: the input pipeline, packing included, counts), so that
+  # each row count's program can be compiled untimed before the steps are timed.
+  t0 = time.perf_counter()
+  timed = [next(task.train_iter) for _ in range(_STEPS.value)]
+  input_seconds = time.perf_counter() - t0
+  for shape in sorted({len(b["item_ids"]) for b in timed}):
+    batch = next(b for b in timed if len(b["item_ids"]) == shape)
+    jax.block_until_ready(step(state, dp.shard_batch(batch), consts))
   targets, t0 = 0, time.perf_counter()
-  for _ in range(_STEPS.value):
-    local = next(task.train_iter)
+  for local in timed:
     targets += _targets(local)
     state, m = step(state, dp.shard_batch(local), consts)
   jax.block_until_ready(m)
-  seconds = time.perf_counter() - t0
+  seconds = time.perf_counter() - t0 + input_seconds
   task.evaluate(state, dp, "valid")  # compile
   t0 = time.perf_counter()
   valid = task.evaluate(state, dp, "valid")
   eval_seconds = time.perf_counter() - t0
-  out = {"model": model + (f" ({size})" if size else ""), "parameters": params_count,
+  out = {"model": model + (f" ({size})" if size else "") + (f" [{layout}]" if layout else ""),
+         "parameters": params_count,
          "batch_size": config.train.batch_size,
          "max_len": config.model.max_len, "d_model": config.model.d_model,
          "steps_per_second": _STEPS.value / seconds, "targets_per_second": targets / seconds,
          "eval_users_per_second": valid["num_users"] / eval_seconds,
-         "flops_per_step": flops, "achieved_flops_per_second": flops * _STEPS.value / seconds}
+         "flops_per_step": flops, "achieved_flops_per_second": flops * _STEPS.value / seconds,
+         **padding_shares(timed, config.loss.softmax_chunk if config.loss.objective == "lmp"
+                          else 0)}
   if target_ndcg is not None:
     out.update(_time_to_quality(config, ds, target_ndcg))
   return out
@@ -206,8 +260,11 @@ def main(argv):
   ds = train.load_data(_config_for(_MODELS.value[0]))
   rows = []
   rb_speed = recbole_throughput(rb) if rb is not None else None
-  for model, size in [(m, s) for s in (_SIZES.value or [""]) for m in _MODELS.value]:
-    r = measure_ours(model, ds, target if model == "sasrec" and not size else None, size)
+  runs = [(m, s, lay) for s in (_SIZES.value or [""]) for m in _MODELS.value
+          for lay in (_LAYOUTS.value or [""])]
+  for model, size, layout in runs:
+    ttq = target if model == "sasrec" and not size and layout in ("", "packed") else None
+    r = measure_ours(model, ds, ttq, size, layout)
     r["fraction_of_matmul_peak"] = r["achieved_flops_per_second"] / peak
     if rb is not None:
       r["targets_per_second_vs_recbole"] = (r["targets_per_second"]
@@ -236,7 +293,8 @@ def main(argv):
             f"load average {os.getloadavg()[0]:.1f}, jax {jax.__version__} "
             f"{jax.devices()[0].platform}, float32 matmul peak {peak / 1e9:.1f} GFLOP/s\n"
             f"    python scripts/bench_heterrec.py " + " ".join(sys.argv[1:]) + "\n\n")
-  cols = ["model", "parameters", "targets_per_second", "eval_users_per_second", "flops_per_step",
+  cols = ["model", "parameters", "targets_per_second", "eval_users_per_second",
+          "logit_rows_on_targets", "attention_on_real_pairs", "rows_per_batch", "flops_per_step",
           "achieved_flops_per_second", "fraction_of_matmul_peak",
           "targets_per_second_vs_recbole", "eval_users_per_second_vs_recbole"]
   if _TTQ.value:

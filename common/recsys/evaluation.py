@@ -82,9 +82,36 @@ def _seen_in_slice(seen: Array, start: Array, shard: int, shape: tuple[int, int]
   return jnp.zeros(shape, bool).at[rows, jnp.where(in_shard, local, shard)].set(True, mode="drop")
 
 
+def make_catalogue_fn(item_fn: ItemFn, num_items: int, dp: parallel.DataParallel, *,
+                      chunk_size: int = 0):
+  """A data-parallel ``embed(params, consts) -> catalogue``: each device's slice of the item table.
+
+  The result is split over ``dp``'s devices (device ``i`` holds the embeddings of its slice of
+  ids, ``_catalogue_slice``) and is what ``make_rank_fn``'s and ``make_topk_fn``'s functions take
+  as ``catalogue=``: an evaluation embeds the catalogue once and ranks every batch of users
+  against it, instead of re-embedding all items for each batch.
+  """
+  def per_device(params, consts):
+    _, _, _, safe_ids = _catalogue_slice(num_items, dp.num_devices)
+    return _embed_items(item_fn, params, consts, safe_ids, chunk_size)
+
+  return dp.wrap(per_device, (parallel.REPLICATED, parallel.REPLICATED), parallel.SHARDED)
+
+
+def _with_catalogue(embed, ranked):
+  """``fn(params, consts, batch, catalogue=None)``: embeds the catalogue when not given one."""
+  def fn(params, consts, batch, catalogue=None):
+    if catalogue is None:
+      catalogue = embed(params, consts)
+    return ranked(params, consts, catalogue, batch)
+
+  fn.embed_catalogue = embed
+  return fn
+
+
 def make_rank_fn(user_fn: UserFn, item_fn: ItemFn, num_items: int, dp: parallel.DataParallel, *,
                  mask_history: bool = True, chunk_size: int = 0):
-  """A data-parallel ``rank(params, consts, batch) -> ranks [B_global]`` over ``dp``'s devices.
+  """A data-parallel ``rank(params, consts, batch, catalogue=None) -> ranks [B_global]``.
 
   Args:
     user_fn: ``(params, consts, batch) -> [B, d]``, for one device's rows of the batch.
@@ -95,19 +122,21 @@ def make_rank_fn(user_fn: UserFn, item_fn: ItemFn, num_items: int, dp: parallel.
     chunk_size: embed the local catalogue slice this many items at a time (0 = at once).
 
   Returns:
-    ``rank(params, consts, batch)``; ``params`` and ``consts`` in ``dp``'s replicated layout,
-    ``batch`` from ``dp.shard_batch`` with ``target_ids`` (and ``seen_ids`` when masking) and
-    whatever ``user_fn`` reads. The 0-based ranks come back replicated (``dp.to_host``).
+    ``rank(params, consts, batch, catalogue=None)``; ``params`` and ``consts`` in ``dp``'s
+    replicated layout, ``batch`` from ``dp.shard_batch`` with ``target_ids`` (and ``seen_ids``
+    when masking) and whatever ``user_fn`` reads; ``catalogue`` from ``rank.embed_catalogue(params,
+    consts)`` (``make_catalogue_fn``), computed per call when None. The 0-based ranks come back
+    replicated (``dp.to_host``).
   """
-  def per_device(params, consts, batch):
+  def per_device(params, consts, catalogue, batch):
     user = user_fn(params, consts, batch)
     target_ids = batch["target_ids"].astype(jnp.int32)
     target_emb = item_fn(params, consts, target_ids)
     target_score = jnp.sum(user.astype(jnp.float32) * target_emb.astype(jnp.float32), axis=-1)
     user, target_ids, target_score = _gather(user), _gather(target_ids), _gather(target_score)
 
-    start, ids, real, safe_ids = _catalogue_slice(num_items, dp.num_devices)
-    scores = score_catalogue(user, _embed_items(item_fn, params, consts, safe_ids, chunk_size))
+    start, ids, real, _ = _catalogue_slice(num_items, dp.num_devices)
+    scores = score_catalogue(user, catalogue)
     eligible = real[None, :] & (ids[None, :] != target_ids[:, None])
     if mask_history:
       seen = _gather(batch["seen_ids"].astype(jnp.int32))
@@ -119,8 +148,10 @@ def make_rank_fn(user_fn: UserFn, item_fn: ItemFn, num_items: int, dp: parallel.
     return jnp.where(jnp.isnan(target_score), worst, ranks).astype(jnp.int32)
 
   # The ranks are psums, replicated by construction; all_gather's output is not inferred so.
-  return dp.wrap(per_device, (parallel.REPLICATED, parallel.REPLICATED, parallel.SHARDED),
-                 parallel.REPLICATED, check_vma=False)
+  ranked = dp.wrap(per_device, (parallel.REPLICATED, parallel.REPLICATED, parallel.SHARDED,
+                                parallel.SHARDED), parallel.REPLICATED, check_vma=False)
+  return _with_catalogue(make_catalogue_fn(item_fn, num_items, dp, chunk_size=chunk_size),
+                         ranked)
 
 
 def make_topk_fn(user_fn: UserFn, item_fn: ItemFn, num_items: int, dp: parallel.DataParallel,
@@ -141,7 +172,8 @@ def make_topk_fn(user_fn: UserFn, item_fn: ItemFn, num_items: int, dp: parallel.
     chunk_size: embed the local catalogue slice this many items at a time (0 = at once).
 
   Returns:
-    ``topk(params, consts, batch)``, arguments as for ``make_rank_fn``'s function; the results are
+    ``topk(params, consts, batch, catalogue=None)``, arguments as for ``make_rank_fn``'s
+    function (``topk.embed_catalogue`` embeds the catalogue once for many batches); the results are
     replicated, best first; equal scores are ordered by item id. Where fewer than ``k`` items are
     eligible, the remaining slots hold id 0 with score ``-inf``.
 
@@ -151,10 +183,10 @@ def make_topk_fn(user_fn: UserFn, item_fn: ItemFn, num_items: int, dp: parallel.
   if not 1 <= k <= num_items:
     raise ValueError(f"top-k needs 1 <= k <= num_items = {num_items}, got k = {k}.")
 
-  def per_device(params, consts, batch):
+  def per_device(params, consts, catalogue, batch):
     user = _gather(user_fn(params, consts, batch))
-    start, ids, real, safe_ids = _catalogue_slice(num_items, dp.num_devices)
-    scores = score_catalogue(user, _embed_items(item_fn, params, consts, safe_ids, chunk_size))
+    start, ids, real, _ = _catalogue_slice(num_items, dp.num_devices)
+    scores = score_catalogue(user, catalogue)
     eligible = jnp.broadcast_to(real[None, :], scores.shape)
     if exclude_history:
       seen = _gather(batch["seen_ids"].astype(jnp.int32))
@@ -169,8 +201,10 @@ def make_topk_fn(user_fn: UserFn, item_fn: ItemFn, num_items: int, dp: parallel.
     top_ids = jnp.take_along_axis(cand_ids, pos, axis=1)
     return jnp.where(jnp.isneginf(top_scores), 0, top_ids).astype(jnp.int32), top_scores
 
-  return dp.wrap(per_device, (parallel.REPLICATED, parallel.REPLICATED, parallel.SHARDED),
-                 parallel.REPLICATED, check_vma=False)
+  ranked = dp.wrap(per_device, (parallel.REPLICATED, parallel.REPLICATED, parallel.SHARDED,
+                                parallel.SHARDED), parallel.REPLICATED, check_vma=False)
+  return _with_catalogue(make_catalogue_fn(item_fn, num_items, dp, chunk_size=chunk_size),
+                         ranked)
 
 
 def evaluate(rank_fn, dp: parallel.DataParallel, params, consts, batches,
@@ -197,13 +231,18 @@ def evaluate(rank_fn, dp: parallel.DataParallel, params, consts, batches,
   """
   sums: dict[str, float] = {}
   count = 0
+  # The catalogue is embedded once for all batches (the params do not change during evaluation).
+  embed = getattr(rank_fn, "embed_catalogue", None)
+  catalogue = None if embed is None else embed(params, consts)
   for i, batch in enumerate(batches):
     if max_batches and i >= max_batches:
       break
     local = {k: batch[k] for k in keys if k in batch}
     local.setdefault("seen_ids", np.zeros_like(local["target_ids"][:, None]))
     valid = local.pop("valid")
-    ranks = dp.to_host(rank_fn(params, consts, dp.shard_batch(local)))
+    sharded = dp.shard_batch(local)
+    ranks = dp.to_host(rank_fn(params, consts, sharded) if catalogue is None
+                       else rank_fn(params, consts, sharded, catalogue))
     # Every process holds the global batch's ranks; the validity flags come from the same rows.
     valid_global = _global_valid(valid)
     per_user = metrics_lib.metrics_from_ranks(ranks, valid_global, ks)

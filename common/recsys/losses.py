@@ -44,6 +44,54 @@ def full_softmax_nll(query: Array, cand_emb: Array, targets: Array) -> Array:
   return lse[..., None] - target_logits
 
 
+def needed_full_softmax_nll(query: Array, cand_emb: Array, targets: Array, needed: Array,
+                            chunk: int = 256) -> Array:
+  """``full_softmax_nll`` computed only for the queries that have a valid term.
+
+  A training window is mostly padding on short-history data (Amazon Toys: 8.6 items per user
+  against a window of 51), and the catalogue softmax is the largest matmul of a step. Here the
+  queries are ordered needed-first (a stable sort, so their order is kept), cut into chunks of
+  ``chunk`` rows, and each chunk runs the full softmax only when it holds a needed query
+  (``lax.cond`` under ``lax.map``; the backward pass skips the same chunks). So the softmax costs
+  about ``ceil(needed / chunk) * chunk`` rows instead of all of them, with static shapes and one
+  compiled program whatever the number of real targets.
+
+  Args:
+    query: ``[..., d]``.
+    cand_emb: ``[N + 1, d]``.
+    targets: ``[..., k]``.
+    needed: ``[...]`` bool: the queries with at least one valid term.
+    chunk: rows per chunk.
+
+  Returns:
+    ``[..., k]``: the terms of ``full_softmax_nll`` (equal up to float rounding) for the needed
+    queries, 0 for the others.
+  """
+  lead = needed.shape
+  q = query.reshape(-1, query.shape[-1])
+  t = targets.reshape(-1, targets.shape[-1])
+  m = q.shape[0]
+  chunk = max(1, min(chunk, m))
+  chunks = -(-m // chunk)
+  order = jnp.argsort(~needed.reshape(-1), stable=True)  # needed rows first
+  pad = chunks * chunk - m
+  q_sorted = jnp.pad(q[order], ((0, pad), (0, 0))).reshape(chunks, chunk, -1)
+  t_sorted = jnp.pad(t[order], ((0, pad), (0, 0))).reshape(chunks, chunk, -1)
+  n_sorted = jnp.pad(needed.reshape(-1)[order], (0, pad)).reshape(chunks, chunk)
+  num_needed = jnp.sum(needed.astype(jnp.int32))
+
+  def one(args):
+    i, qc, tc, nc = args
+    return jax.lax.cond(i * chunk < num_needed,
+                        lambda: jnp.where(nc[:, None], full_softmax_nll(qc, cand_emb, tc), 0.0),
+                        lambda: jnp.zeros(tc.shape, jnp.float32))
+
+  nll = jax.lax.map(one, (jnp.arange(chunks), q_sorted, t_sorted, n_sorted))
+  nll = nll.reshape(chunks * chunk, -1)[:m]
+  out = jnp.zeros_like(nll).at[order].set(nll, unique_indices=True)
+  return out.reshape(*lead, -1)
+
+
 def sampled_softmax_nll(query: Array, target_emb: Array, targets: Array, neg_emb: Array,
                         neg_ids: Array, target_log_q: Array | None = None,
                         neg_log_q: Array | None = None) -> Array:

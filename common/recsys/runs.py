@@ -22,6 +22,7 @@ from common import data as data_lib
 from common import metric_writers
 from common.recsys import evaluation
 from common.recsys import metrics as metrics_lib
+from common.recsys import packing
 
 
 def load_data(config: ml_collections.ConfigDict) -> data_lib.RecDataset:
@@ -48,9 +49,19 @@ def save_ranks(workdir: str, last_ranks: dict) -> None:
                                       buffer.getvalue())
 
 
+PACKED_KEYS = ("segment_ids", "positions", "user_row", "user_col")
+
+
+def _packed(batches, num_devices: int, row_multiple: int):
+  """The evaluation batches with their histories packed (``packing.pack_histories``)."""
+  for batch in batches:
+    packed = packing.pack_histories(batch["history_ids"], num_devices, row_multiple)
+    yield batch if packed is None else {**batch, **packed}
+
+
 def make_evaluator(ds: data_lib.RecDataset, user_fn, item_fn, consts, eval_config, max_len: int,
                    last_ranks: dict, ks: Sequence[int] = metrics_lib.DEFAULT_KS,
-                   keys: Sequence[str] = evaluation.EVAL_KEYS):
+                   keys: Sequence[str] = evaluation.EVAL_KEYS, pack: bool = False):
   """The loop's ``evaluate(state, dp, split) -> metrics`` for two towers over ``ds``.
 
   The rank function and the replicated ``consts`` are built once per device layout. With
@@ -67,6 +78,9 @@ def make_evaluator(ds: data_lib.RecDataset, user_fn, item_fn, consts, eval_confi
     last_ranks: filled with each evaluated split's ranks.
     ks: metric cut-offs.
     keys: the batch entries the towers read.
+    pack: pack each batch's histories into fewer rows (``packing.pack_histories``; the
+      ``user_fn`` must read ``segment_ids``, ``positions``, ``user_row`` and ``user_col``). Single
+      process only (the row count would differ between processes); ignored otherwise.
   """
   cache: dict = {}
   train_counts = np.asarray(ds.item_counts("train"))
@@ -80,9 +94,13 @@ def make_evaluator(ds: data_lib.RecDataset, user_fn, item_fn, consts, eval_confi
     rank_fn, dconsts = cache[dp]
     batches = data_lib.EvalBatches(ds, split=split, max_len=max_len,
                                    global_batch_size=eval_config.batch_size)
+    fed, fed_keys = batches, keys
+    if pack and jax.process_count() == 1:
+      fed = _packed(batches, dp.num_devices, eval_config.pack_multiple)
+      fed_keys = tuple(keys) + PACKED_KEYS
     ranks = [] if eval_config.save_ranks else None
-    out = evaluation.evaluate(rank_fn, dp, dstate.params, dconsts, batches, ks=ks,
-                              max_batches=eval_config.max_batches, ranks_out=ranks, keys=keys)
+    out = evaluation.evaluate(rank_fn, dp, dstate.params, dconsts, fed, ks=ks,
+                              max_batches=eval_config.max_batches, ranks_out=ranks, keys=fed_keys)
     if ranks is None:
       return out
     ranks = np.concatenate(ranks) if ranks else np.zeros((0,), np.int32)

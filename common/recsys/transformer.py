@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -54,7 +54,8 @@ class TransformerConfig:
 
 
 def with_padding(structure: Array, key_valid: Array) -> Array:
-  """A ``[T, T]`` structure and ``[B, T]`` key validity -> a ``[B, 1, T, T]`` mask.
+  """A ``[T, T]`` (or per-row ``[B, T, T]``) structure and ``[B, T]`` key validity -> a
+  ``[B, 1, T, T]`` mask.
 
   A key is visible where the structure allows it and it is valid; a position always sees itself.
   """
@@ -63,14 +64,26 @@ def with_padding(structure: Array, key_valid: Array) -> Array:
   return (structure & (key_valid[:, None, :] | eye))[:, None, :, :]
 
 
-def item_attention_mask(item_valid: Array, causal: bool = True) -> Array:
-  """The mask ``[B, 1, L, L]`` (True = may attend): causal or bidirectional over valid items."""
+def same_segment(segment_ids: Array) -> Array:
+  """``[B, T, T]``: query and key are in the same packed segment (``segment_ids [B, T]``)."""
+  return segment_ids[:, :, None] == segment_ids[:, None, :]
+
+
+def item_attention_mask(item_valid: Array, causal: bool = True,
+                        segment_ids: Optional[Array] = None) -> Array:
+  """The mask ``[B, 1, L, L]`` (True = may attend): causal or bidirectional over valid items.
+
+  With ``segment_ids [B, L]`` (several sequences packed into one row), a position attends only
+  within its own segment.
+  """
   length = item_valid.shape[1]
   pos = jnp.arange(length)
   if causal:
     structure = pos[None, :] <= pos[:, None]
   else:
     structure = jnp.ones((length, length), bool)
+  if segment_ids is not None:
+    structure = structure[None] & same_segment(segment_ids)
   return with_padding(structure, item_valid)
 
 

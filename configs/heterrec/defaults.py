@@ -58,6 +58,10 @@ def loss_config() -> ml_collections.ConfigDict:
   c.logq_correction = True
   c.mask_prob = 0.2  # cloze masking probability
   c.mask_last_prob = 0.0  # cloze: share of rows that mask only their last item (next-item rows)
+  # Full softmax: run it only on the window positions with a target, this many rows at a time
+  # (common.recsys.losses.needed_full_softmax_nll); 0 = on every position, padding included (the
+  # dense path of the results before 2026-12-03, equal up to float rounding).
+  c.softmax_chunk = 256
   return c
 
 
@@ -71,13 +75,19 @@ def get_default_config() -> ml_collections.ConfigDict:
   c.loss = loss_config()
   # stride 0: one window per user per epoch (its last, or a random one); stride s > 0: windows
   # every s items, each target counted once per epoch (common.data.StridedWindowBatches).
-  c.input = ml_collections.ConfigDict(dict(random_window=False, stride=0))
+  # pack: place each batch's windows side by side in as few rows as fit (common/recsys/packing.py;
+  # same windows and loss, less padding), the row count a multiple of pack_multiple.
+  c.input = ml_collections.ConfigDict(dict(random_window=False, stride=0, pack=True,
+                                           pack_multiple=8))
   c.eval = ml_collections.ConfigDict(dict(
       batch_size=256, mask_history=True, max_batches=0, chunk_size=0, popularity_baseline=True,
       # Write <workdir>/ranks_test.npz (and ranks_valid.npz) at the end: each evaluated user's
       # id, held-out item and 0-based rank at the final (best) state, for paired per-user tests
       # (scripts/paired_test.py).
-      save_ranks=True))
+      save_ranks=True,
+      # Pack each batch's histories into fewer rows (common/recsys/packing.py; causal models),
+      # the row count a multiple of pack_multiple: the same ranks, less padding to encode.
+      pack=True, pack_multiple=8))
   c.train.eval_every = 500
   c.train.early_stop_patience = 0
   return c

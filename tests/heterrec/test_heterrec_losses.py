@@ -22,7 +22,7 @@ B, L, D, N = 3, 6, 8, 12
 # Jitted, as in training (and one compile is cheaper than many eager op dispatches). Each loss
 # returns (loss, aux); these tests read the loss.
 lmp_loss = lib.jit(lambda *a, **kw: objectives.lmp_loss(*a, **kw)[0],
-                   static_argnames=("k", "gamma", "normalize"))
+                   static_argnames=("k", "gamma", "normalize", "softmax_chunk"))
 
 
 @functools.partial(lib.jit, static_argnames=("k", "gamma", "normalize"))
@@ -88,9 +88,11 @@ COUNTED = np.array([[0, 0, 0, 0, 1, 1], [0, 0, 0, 1, 1, 1], [1, 1, 0, 0, 1, 0]],
 @pytest.mark.parametrize("k,gamma,normalize,counted", [
     (1, 1.0, "weight", None), (3, 0.5, "weight", None), (3, 0.7, "count", None),
     (2, 0.5, "weight", COUNTED)])
-def test_full_lmp_matches_numpy(k, gamma, normalize, counted):
+@pytest.mark.parametrize("softmax_chunk", [0, 2])  # dense, and only the positions with a target
+def test_full_lmp_matches_numpy(k, gamma, normalize, counted, softmax_chunk):
   hidden, emb, ids = _inputs()
-  got = lmp_loss(hidden, emb, ids, k=k, gamma=gamma, normalize=normalize, target_mask=counted)
+  got = lmp_loss(hidden, emb, ids, k=k, gamma=gamma, normalize=normalize, target_mask=counted,
+                 softmax_chunk=softmax_chunk)
   np.testing.assert_allclose(float(got),
                              ref_full_lmp(hidden, emb, ids, k, gamma, normalize, counted),
                              rtol=1e-5)

@@ -55,6 +55,7 @@ def test_short_run_lifts_ndcg_far_above_popularity(tmp_path):
 def test_strided_windows_mark_their_counted_targets(tiny_data):
   config = _tiny("sasrec")
   config.input.stride = 4
+  config.input.pack = False  # the window layout itself (packing: tests/heterrec/test_packing.py)
   batch = next(train.Windows(tiny_data, config))
   ids, counted = batch["item_ids"], batch["target_mask"]
   assert ids.shape == counted.shape == (config.train.batch_size, config.model.max_len + 1)
@@ -63,7 +64,9 @@ def test_strided_windows_mark_their_counted_targets(tiny_data):
   assert not counted[:, 0].any() and (ids[counted] > 0).all()
   assert (ids[:, :-1][counted[:, 1:]] > 0).all()
   assert counted.any() and counted.sum() < (ids[:, 1:] > 0).sum()
-  plain = next(train.Windows(tiny_data, _tiny("sasrec")))
+  plain_config = _tiny("sasrec")
+  plain_config.input.pack = False
+  plain = next(train.Windows(tiny_data, plain_config))
   np.testing.assert_array_equal(plain["target_mask"][:, 1:],
                                 (plain["item_ids"][:, :-1] > 0) & (plain["item_ids"][:, 1:] > 0))
 

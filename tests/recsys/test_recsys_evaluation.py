@@ -127,3 +127,29 @@ def test_evaluate_averages_valid_rows_only():
   np.testing.assert_allclose(out["hr@10"], np.mean(ranks < 10), rtol=1e-6)
   np.testing.assert_allclose(out["ndcg@5"], np.mean(np.where(ranks < 5, 1 / np.log2(ranks + 2),
                                                              0)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["mesh", "pmap"])
+def test_evaluate_embeds_the_catalogue_once(mode):
+  """One evaluation embeds the catalogue once, not once per batch, and ranks the same."""
+  params = _params(2)
+  batches = [dict(_batch(s), valid=np.ones(B, bool)) for s in (2, 3, 4)]
+  dp = parallel.DataParallel(mode, 8)
+  rank_fn = evaluation.make_rank_fn(user_fn, item_fn, N, dp)
+  dparams, dconsts = dp.replicate(params), dp.replicate(CONSTS)
+  catalogue = rank_fn.embed_catalogue(dparams, dconsts)
+  for b in batches:  # given the catalogue, the ranks equal the dense reference
+    local = {k: v for k, v in b.items() if k != "valid"}
+    ranks = dp.to_host(rank_fn(dparams, dconsts, dp.shard_batch(local), catalogue))
+    want = metrics.target_ranks(_dense_scores(params, b), b["target_ids"], b["seen_ids"])
+    np.testing.assert_array_equal(ranks, np.asarray(want))
+  embedded = []
+  original = rank_fn.embed_catalogue
+
+  def counting_embed(*args):
+    embedded.append(1)
+    return original(*args)
+
+  rank_fn.embed_catalogue = counting_embed
+  evaluation.evaluate(rank_fn, dp, dparams, dconsts, batches, ks=(5,))
+  assert len(embedded) == 1

@@ -80,3 +80,31 @@ def test_log_q_tables_and_sampler():
   negs = np.asarray(lib.jit(losses.sample_negatives, static_argnums=1)(
       jax.random.key(0), 500, uniform))
   assert negs.min() >= 1 and negs.max() <= N and len(set(negs.tolist())) == N
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 64])
+def test_needed_full_softmax_nll_equals_dense_on_needed_rows(chunk):
+  """Only the needed queries are computed; they equal the dense softmax, the rest are 0, and the
+  gradients (of a loss over the needed terms) match too."""
+  rng = np.random.default_rng(3)
+  query = rng.normal(size=(3, 5, D)).astype(np.float32)
+  emb = rng.normal(size=(N + 1, D)).astype(np.float32)
+  targets = rng.integers(1, N + 1, size=(3, 5, 2)).astype(np.int32)
+  needed = rng.random((3, 5)) < 0.4
+  needed[0, 0] = True
+  dense = np.asarray(lib.jit(losses.full_softmax_nll)(query, emb, targets))
+  got = np.asarray(lib.jit(losses.needed_full_softmax_nll, static_argnums=4)(
+      query, emb, targets, needed, chunk))
+  np.testing.assert_allclose(got[needed], dense[needed], rtol=1e-6)
+  assert np.all(got[~needed] == 0)
+
+  def total(fn, q, e):
+    return (fn(q, e) * needed[..., None]).sum()
+
+  want_g = jax.grad(lambda q, e: total(lambda a, b: losses.full_softmax_nll(a, b, targets), q, e),
+                    argnums=(0, 1))(query, emb)
+  got_g = jax.grad(lambda q, e: total(
+      lambda a, b: losses.needed_full_softmax_nll(a, b, targets, needed, chunk), q, e),
+      argnums=(0, 1))(query, emb)
+  for w, g in zip(want_g, got_g):
+    np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-6)
