@@ -14,8 +14,9 @@ self-play (the diagonal), cross-play (off the diagonal) and the gap.
 
 from __future__ import annotations
 
+import copy
 import functools
-from typing import Optional
+from typing import Any, Optional
 
 import jax
 from jax import lax
@@ -132,6 +133,27 @@ def partner_returns(learner: train.Learner, params: dict, partner_name: str, key
   return np.asarray(run(params))
 
 
+def composition_returns(config: Any, params: dict, key: jax.Array, num_envs: int,
+                        **env_kwargs: Any) -> np.ndarray:
+  """``[S]``: each seed's self-play return on the env rebuilt with other ``env_kwargs``.
+
+  For unseen team compositions, e.g. ``team=("hauler",) * 3`` on resource collection or
+  ``agent_levels=(1, 1, 3)`` on foraging. The networks' input sizes are fixed, so the rebuilt env
+  must keep the observation, state and action sizes (a larger team needs an env whose views
+  do not grow with it, e.g. ``nearest_agents``); otherwise a ValueError says which size changed.
+  """
+  c = copy.deepcopy(config)
+  for k, v in env_kwargs.items():
+    c.env.kwargs[k] = v
+  trained, learner = train.Learner(config).raw_env, train.Learner(c)
+  for attr in ("num_agents", "obs_dim", "state_dim", "num_actions"):
+    if getattr(learner.raw_env, attr) != getattr(trained, attr):
+      raise ValueError(f"{env_kwargs} changes the env's {attr} from {getattr(trained, attr)} to "
+                       f"{getattr(learner.raw_env, attr)}; the trained networks cannot read it.")
+  run = jax.jit(jax.vmap(lambda p: learner.evaluate_one(p, key, num_envs)["return"]))
+  return np.asarray(run(params))
+
+
 def summary(matrix: np.ndarray) -> dict:
   """Self-play (diagonal), cross-play (off-diagonal) means and spreads, and the gap."""
   s = matrix.shape[0]
@@ -148,7 +170,7 @@ def save_heatmap(matrix: np.ndarray, path: str, title: str = "") -> str:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(1.2 + 0.6 * matrix.shape[0], 1.0 + 0.6 * matrix.shape[0]))
+  fig, ax = plt.subplots(figsize=(3.4 + 0.5 * matrix.shape[0], 2.8 + 0.5 * matrix.shape[0]))
   im = ax.imshow(matrix, cmap="viridis")
   for (i, j), v in np.ndenumerate(matrix):
     ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white", fontsize=7)

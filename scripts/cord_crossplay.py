@@ -6,12 +6,14 @@ r"""Self-play vs cross-play of CORD and its baselines: train or resume each meth
 For each method, ``WORKDIR/<method>`` holds an ordinary training run of
 ``<config>:<method>,<size>`` (rerunning resumes it, or just re-evaluates a finished one). Its
 ``env.num_seeds`` seeds are then evaluated in every pairing: agents of seed a in the even seats,
-of seed b in the odd ones (``cord_jax/crossplay.py``), and with the env's scripted partner
-(``eval.partner``) in the odd seats. Writes ``WORKDIR/crossplay.json``, one heat map per method
-(``WORKDIR/<method>/crossplay.png``) and prints the table: self-play (the diagonal), cross-play
-(off it), the gap, the return with the scripted partner, and the random policy's.
+of seed b in the odd ones (``cord_jax/crossplay.py``), with the env's scripted partner
+(``eval.partner``) in the odd seats, and (``--unseen``) on an unseen team composition. Writes
+``WORKDIR/crossplay.json``, one heat map per method (``WORKDIR/<method>/crossplay.png``) and
+prints the table: self-play (the diagonal), cross-play (off it), the gap, the return with the
+scripted partner, the unseen composition's and the random policy's.
 """
 
+import ast
 import json
 import os
 import sys
@@ -31,6 +33,9 @@ _CONFIG = flags.DEFINE_string("config", None, "A CORD config file (configs/cord/
 _SIZE = flags.DEFINE_string("size", "quick", "Size argument of the config (quick, runlocal, '').")
 _METHODS = flags.DEFINE_list("methods", ["cord", "mappo"], "Methods to train and compare.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Root directory; one run per method inside.")
+_UNSEEN = flags.DEFINE_multi_string(
+    "unseen", [], "An env.kwargs entry (key=<Python literal>) for an unseen team composition; "
+    "repeatable, e.g. --unseen=agent_levels=(1,1,3).")
 _NUM_ENVS = flags.DEFINE_integer("num_envs", 64, "Episodes per pairing (0: the config's "
                                  "eval.num_envs).")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -50,9 +55,14 @@ def evaluate_method(spec: str, workdir: str) -> dict:
   partner = crossplay.partner_returns(learner, params, config.eval.partner, key, num_envs)
   crossplay.save_heatmap(matrix, os.path.join(workdir, "crossplay.png"), spec)
   random = train.baseline_returns(config, learner.raw_env, "random", num_envs)
-  return {"matrix": matrix.tolist(), **crossplay.summary(matrix),
-          f"with_{config.eval.partner}_partner": float(partner.mean()),
-          "random_policy": random, "num_seeds": int(matrix.shape[0])}
+  out = {"matrix": matrix.tolist(), **crossplay.summary(matrix),
+         f"with_{config.eval.partner}_partner": float(partner.mean()),
+         "random_policy": random, "num_seeds": int(matrix.shape[0])}
+  if _UNSEEN.value:
+    unseen = dict((k, ast.literal_eval(v)) for k, v in (kv.split("=", 1) for kv in _UNSEEN.value))
+    out["unseen_team"] = float(crossplay.composition_returns(config, params, key, num_envs,
+                                                             **unseen).mean())
+  return out
 
 
 def main(argv):

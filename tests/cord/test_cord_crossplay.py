@@ -45,3 +45,15 @@ def test_scripted_partner_seats():
   params = jax.jit(jax.vmap(learner.init_params))(jax.random.split(key, 2))
   partner = crossplay.partner_returns(learner, params, "greedy", key, 16)
   assert partner.shape == (2,) and np.all(np.isfinite(partner))
+
+
+@pytest.mark.slow
+def test_unseen_team_composition():
+  c = _config()
+  learner = train.Learner(c)
+  key = jax.random.key(0, impl="threefry2x32")
+  params = jax.jit(jax.vmap(learner.init_params))(jax.random.split(key, 2))
+  got = crossplay.composition_returns(c, params, key, 8, agent_levels=(3, 3, 3))
+  assert got.shape == (2,) and np.all(np.isfinite(got))
+  with pytest.raises(ValueError, match="num_food|obs_dim"):
+    crossplay.composition_returns(c, params, key, 8, num_food=2)
