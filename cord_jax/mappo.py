@@ -24,7 +24,8 @@ import numpy as np
 MASKED_LOGIT = -1e9
 
 
-def _dense(features: int, scale: float = np.sqrt(2.0), **kwargs) -> nn.Dense:
+def dense(features: int, scale: float = np.sqrt(2.0), **kwargs) -> nn.Dense:
+  """A Dense layer with orthogonal init of gain ``scale`` (PPO's usual: sqrt 2, 0.01 for logits)."""
   return nn.Dense(features, kernel_init=nn.initializers.orthogonal(scale), **kwargs)
 
 
@@ -73,10 +74,10 @@ class Actor(nn.Module):
   gru: bool = False
 
   def setup(self):
-    self.obs_in = _dense(self.hidden)
-    self.role_in = _dense(self.hidden, use_bias=False)
-    self.core = nn.GRUCell(self.hidden) if self.gru else _dense(self.hidden)
-    self.out = _dense(self.num_actions, scale=0.01)
+    self.obs_in = dense(self.hidden)
+    self.role_in = dense(self.hidden, use_bias=False)
+    self.core = nn.GRUCell(self.hidden) if self.gru else dense(self.hidden)
+    self.out = dense(self.num_actions, scale=0.01)
 
   def embed(self, obs: jax.Array) -> jax.Array:
     """The observation part of the first pre-activation (obs with agent ids)."""
@@ -108,9 +109,9 @@ class Critic(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = jnp.tanh(_dense(self.hidden)(x))
-    x = jnp.tanh(_dense(self.hidden)(x))
-    return _dense(1, scale=1.0)(x)[..., 0]
+    x = jnp.tanh(dense(self.hidden)(x))
+    x = jnp.tanh(dense(self.hidden)(x))
+    return dense(1, scale=1.0)(x)[..., 0]
 
 
 def critic_inputs(global_state: jax.Array, roles: jax.Array) -> jax.Array:

@@ -42,8 +42,8 @@ class Controller(nn.Module):
   def __call__(self, global_state: jax.Array):
     x = global_state
     for _ in range(2):
-      x = jnp.tanh(mappo._dense(self.hidden)(x))  # pylint: disable=protected-access
-    logits = mappo._dense(self.num_agents * self.num_roles, scale=0.01)(x)  # pylint: disable=protected-access
+      x = jnp.tanh(mappo.dense(self.hidden)(x))
+    logits = mappo.dense(self.num_agents * self.num_roles, scale=0.01)(x)
     logits = logits.reshape(global_state.shape[:-1] + (self.num_agents, self.num_roles))
     return logits, mappo.Critic(self.hidden, name="value")(global_state)
 
@@ -55,8 +55,8 @@ class Discriminator(nn.Module):
 
   @nn.compact
   def __call__(self, feature: jax.Array) -> jax.Array:
-    x = jnp.tanh(mappo._dense(self.hidden)(feature))  # pylint: disable=protected-access
-    return mappo._dense(self.num_roles, scale=1.0)(x)  # pylint: disable=protected-access
+    x = jnp.tanh(mappo.dense(self.hidden)(feature))
+    return mappo.dense(self.num_roles, scale=1.0)(x)
 
 
 def discriminator_features(views: jax.Array, actions: jax.Array, num_actions: int) -> jax.Array:
