@@ -167,3 +167,12 @@ def test_minibatches_replay_the_rollouts_log_probs(core):
   np.testing.assert_allclose(np.asarray(jax.vmap(lambda l, a: jax.numpy.take_along_axis(
       jax.nn.log_softmax(l), a[..., None], -1)[..., 0])(logits, action)), np.asarray(old_logp),
                              atol=1e-5)
+
+
+def test_envs_that_do_not_split_over_devices():
+  c = resource_collection.get_config("runlocal")  # 4 envs; the tests have 8 fake devices
+  with pytest.raises(config_checks.ConfigError, match="config key 'env.num_envs'"):
+    train.make_task(c)
+  c.env.num_envs, c.ppo.rollout_len, c.ppo.num_minibatches = 8, 3, 2  # 1 env x 3 steps per device
+  with pytest.raises(config_checks.ConfigError, match="config key 'ppo.num_minibatches'"):
+    train.make_task(c)
