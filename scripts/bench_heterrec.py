@@ -160,7 +160,8 @@ def measure_ours(model: str, ds, target_ndcg=None, size: str = "", layout: str =
   input_seconds = time.perf_counter() - t0
   for shape in sorted({len(b["item_ids"]) for b in timed}):
     batch = next(b for b in timed if len(b["item_ids"]) == shape)
-    jax.block_until_ready(step(state, dp.shard_batch(batch), consts))
+    state, m = step(state, dp.shard_batch(batch), consts)  # the step donates its state
+    jax.block_until_ready(m)
   targets, t0 = 0, time.perf_counter()
   for local in timed:
     targets += _targets(local)
