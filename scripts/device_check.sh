@@ -13,10 +13,13 @@
 #      the device's spec-sheet peak;
 #   2. every method's quick config (TRAIN_CONFIGS below) through scripts/train.py, once with
 #      --config.parallel.mode=pmap and once with =mesh: wall time, steps/s, test metrics;
-#   3. scripts/bench_heterrec.py --skip_recbole (size ladder s,m,l on the synthetic data) and
-#      scripts/bench_envs.py (1 to 65,536 envs).
+#   3. scripts/bench_heterrec.py --skip_recbole (size ladder s,m,l on the synthetic data),
+#      scripts/bench_envs.py (1 to 65,536 envs) and scripts/bench_cord.py (CORD's MAPPO training
+#      env-steps/s at 64 and 1,024 envs, and 16 vmapped seeds against 16 sequential runs: the GPU
+#      target is >= 8x). Its JaxMARL columns need JaxMARL (the `bench` extra) and a checkout of
+#      its repository named by JAXMARL_REPO; without them they say why they are empty.
 # On CPU (no accelerator found) the same stages run at CPU sizes (HeterRec :runlocal, bench
-# size xs for 5 steps, bench_envs --quick): a few minutes on one core.
+# size xs for 5 steps, bench_envs --quick, bench_cord at 16 envs): a few minutes on one core.
 #
 # The report: OUT_DIR/device_check.md and OUT_DIR/device_check.json (scripts/device_report.py),
 # stage logs under OUT_DIR/logs/. A failing stage is reported as failed with the tail of its log
@@ -47,6 +50,7 @@ MODES=(pmap mesh)
 # A fresh report: train.py resumes from an existing workdir, so old runs must go.
 rm -rf "$OUT_DIR/logs" "$OUT_DIR/runs" "$OUT_DIR/bench_heterrec" "$OUT_DIR/stages.tsv" \
   "$OUT_DIR/probe.json" "$OUT_DIR/bench_envs.json" "$OUT_DIR/bench_envs.md" \
+  "$OUT_DIR/bench_cord" \
   "$OUT_DIR/device_check.md" "$OUT_DIR/device_check.json"
 mkdir -p "$OUT_DIR/logs" "$OUT_DIR/runs"
 STAGES="$OUT_DIR/stages.tsv"
@@ -108,6 +112,8 @@ if [[ $BACKEND == gpu || $BACKEND == tpu || $BACKEND == cuda || $BACKEND == rocm
   BENCH_ENVS=(--batches=1,1024,16384,65536)
   HR_LIMIT=240
   ENVS_LIMIT=180
+  BENCH_CORD=(--num_envs=64,1024 --updates=4 --seeds=16 --seeds_num_envs=64 --seeds_updates=2)
+  CORD_LIMIT=240
 else  # cpu, or unknown (the probe failed): CPU sizes; the accelerator budget unless on CPU
   ACCEL=0
   [[ $BACKEND == cpu ]] && BUDGET=${DEVICE_CHECK_BUDGET_S:-1500}
@@ -117,7 +123,12 @@ else  # cpu, or unknown (the probe failed): CPU sizes; the accelerator budget un
   BENCH_ENVS=(--quick)
   HR_LIMIT=300
   ENVS_LIMIT=300
+  BENCH_CORD=(--num_envs=16 --updates=1 --rollout_len=32 --models=ff
+              --envs=jaxmarl_mpe,resource_collection --seeds=4 --seeds_num_envs=16)
+  CORD_LIMIT=300
 fi
+# JaxMARL's baselines are scripts in its repository, not in its pip package.
+[[ -n ${JAXMARL_REPO:-} ]] && BENCH_CORD+=(--jaxmarl_repo="$JAXMARL_REPO")
 echo "== backend: $BACKEND (accelerator sizes: $ACCEL), overall budget ${BUDGET}s"
 
 # 2. Each method's quick config, in both parallel modes.
@@ -147,6 +158,8 @@ run_stage bench_heterrec bench_heterrec "$HR_LIMIT" bench_heterrec/bench.json ""
 run_stage bench_envs bench_envs "$ENVS_LIMIT" bench_envs.json "" -- \
   "$PY" scripts/bench_envs.py "${BENCH_ENVS[@]}" --json "$OUT_DIR/bench_envs.json" \
   --markdown "$OUT_DIR/bench_envs.md"
+run_stage bench_cord bench_cord "$CORD_LIMIT" bench_cord/bench.json "" -- \
+  "$PY" scripts/bench_cord.py "${BENCH_CORD[@]}" --out="$OUT_DIR/bench_cord"
 
 # The report.
 if ! "$PY" scripts/device_report.py collect "$OUT_DIR" --started "$STARTED" \
