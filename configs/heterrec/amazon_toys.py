@@ -41,6 +41,7 @@ import ml_collections
 
 from configs.data import amazon_toys as toys_data
 from configs.heterrec import defaults
+from configs.heterrec import ml100k
 from configs.heterrec import options
 
 # Attribute values kept per item (the first distinct ones): 11,915 of the 11,924 items whole.
@@ -53,29 +54,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.data = toys_data.get_config()
   c.data.name = f"amazon_toys_attr{ATTRIBUTE_SLOTS}"
   c.data.item_features.attributes.max_len = ATTRIBUTE_SLOTS
-  c.model.max_len = 50
-  c.model.d_model = 64
-  c.model.heads = 2
-  c.model.mlp_ratio = 4
-  c.model.item_layers = 2
-  c.model.token_layers = 1
-  c.model.dropout = 0.5
-  c.model.attention_dropout = 0.5
-  c.model.norm = "post"
-  c.input.stride = 25  # every target once per epoch, with at least 26 items of context
+  ml100k.set_recipe(c)
   c.eval.mask_history = True
-  c.eval.batch_size = 512
-  c.train.batch_size = 128
-  c.train.num_steps = 4000
-  c.train.log_every = 50
   c.train.eval_every = 200
   c.train.checkpoint_every = 200
   c.train.early_stop_patience = 4
-  c.optim.name = "adam"
-  c.optim.learning_rate = 3e-3
-  c.optim.warmup_steps = 100
-  options.apply(c, opts)
-  if c.model.name == "heterrec":
-    # ML-100K's measured HeterRec value: dropout at both HCT levels, so less of it.
-    c.model.dropout = c.model.attention_dropout = 0.2
-  return c
+  return ml100k.finish(c, opts)

@@ -28,10 +28,12 @@ from configs.heterrec import defaults
 from configs.heterrec import options
 
 
-def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  opts = options.parse(arg)
-  c = defaults.get_default_config()
-  c.data = ml100k_data.get_config()
+def set_recipe(c: ml_collections.ConfigDict) -> None:
+  """The model and training recipe every sequence-data HeterRec config shares (this docstring).
+
+  Evaluation cadence, patience and history masking are per data set; ``finish`` applies the
+  options and HeterRec's own dropout.
+  """
   c.model.max_len = 50
   c.model.d_model = 64
   c.model.heads = 2
@@ -42,20 +44,32 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.model.attention_dropout = 0.5
   c.model.norm = "post"
   c.input.stride = 25  # every target once per epoch, with at least 26 items of context
-  c.eval.mask_history = "mask" in opts
   c.eval.batch_size = 512
   c.train.batch_size = 128
   c.train.num_steps = 4000
   c.train.log_every = 50
-  c.train.eval_every = 50
-  c.train.checkpoint_every = 500
-  c.train.early_stop_patience = 8
   c.optim.name = "adam"
   c.optim.learning_rate = 3e-3
   c.optim.warmup_steps = 100
+
+
+def finish(c: ml_collections.ConfigDict, opts: list[str]) -> ml_collections.ConfigDict:
+  """Applies the options (model, ablations, sizes), then HeterRec's measured dropout."""
   options.apply(c, opts)
   if c.model.name == "heterrec":
     # Every item passes dropout at both HCT levels; 0.5 at both over-regularises HeterRec, while
     # 0.2 helps it and hurts the single-level baselines (docs/heterrec_results.md, 2026-12-02).
     c.model.dropout = c.model.attention_dropout = 0.2
   return c
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  opts = options.parse(arg)
+  c = defaults.get_default_config()
+  c.data = ml100k_data.get_config()
+  set_recipe(c)
+  c.eval.mask_history = "mask" in opts
+  c.train.eval_every = 50
+  c.train.checkpoint_every = 500
+  c.train.early_stop_patience = 8
+  return finish(c, opts)
