@@ -57,11 +57,14 @@ def evaluate_method(spec: str, workdir: str) -> dict:
   random = train.baseline_returns(config, learner.raw_env, "random", num_envs)
   out = {"matrix": matrix.tolist(), **crossplay.summary(matrix),
          f"with_{config.eval.partner}_partner": float(partner.mean()),
+         "partner_per_seed": [float(x) for x in partner],
          "random_policy": random, "num_seeds": int(matrix.shape[0])}
   if _UNSEEN.value:
     unseen = dict((k, ast.literal_eval(v)) for k, v in (kv.split("=", 1) for kv in _UNSEEN.value))
-    out["unseen_team"] = float(crossplay.composition_returns(config, params, key, num_envs,
-                                                             **unseen).mean())
+    per_seed = crossplay.composition_returns(config, params, key, num_envs, **unseen)
+    out["unseen_team"] = float(per_seed.mean())
+    out["unseen_per_seed"] = [float(x) for x in per_seed]
+    out["unseen_kwargs"] = {k: repr(v) for k, v in unseen.items()}
   return out
 
 
@@ -76,7 +79,7 @@ def main(argv):
       spec = f"{_CONFIG.value}:{arg}"
       out[method] = evaluate_method(spec, os.path.join(_WORKDIR.value, method))
       rows.append({"method": method, **{k: v for k, v in out[method].items()
-                                        if k not in ("matrix", "num_seeds")}})
+                                        if not isinstance(v, (list, dict)) and k != "num_seeds"}})
   except (config_checks.ConfigError, run_services.WorkdirError,
           run_services.WorkdirInUseError) as e:
     sys.stderr.write(f"Error: {e}\n")

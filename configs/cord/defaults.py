@@ -24,7 +24,7 @@ def get_default_config() -> ml_collections.ConfigDict:
   c = base.base_config()
   c.method = "cord"
   c.env = ml_collections.ConfigDict(dict(
-      name="resource_collection", num_agents=3, num_envs=64, num_seeds=4,
+      name="resource_collection", num_agents=3, num_envs=64, num_seeds=8,
       kwargs=ml_collections.ConfigDict(dict(time_limit=50))))
   c.roles = ml_collections.ConfigDict(dict(
       assign="learned", num_roles=3, T_role=10, alpha=0.005, beta=0.005))
@@ -34,7 +34,7 @@ def get_default_config() -> ml_collections.ConfigDict:
       clip_value=True, ctrl_coef=1.0, ctrl_ent_coef=0.01, ctrl_gae_lambda=0.95, disc_coef=1.0))
   c.model = ml_collections.ConfigDict(dict(core="mlp", hidden=64))
   c.eval = ml_collections.ConfigDict(dict(num_envs=32, partner="greedy"))
-  c.train.num_steps = 20
+  c.train.num_steps = 30
   c.train.log_every = 2
   c.train.eval_every = 0
   c.train.checkpoint_every = 5
@@ -63,7 +63,11 @@ def apply_method(c: ml_collections.ConfigDict, method: str) -> ml_collections.Co
 
 
 def apply_size(c: ml_collections.ConfigDict, size: str) -> ml_collections.ConfigDict:
-  """``quick``: a CPU run of about a minute; ``runlocal``: a smoke run of seconds."""
+  """``quick``: 2 seeds, a CPU run of about a minute; ``runlocal``: a smoke run of seconds.
+
+  No size: the full run, 8 seeds x 30 chunks x 10 updates x 64 envs x 32 steps (614k env steps per
+  seed), the one behind docs/cord_results.md.
+  """
   if size == "quick":
     c.env.num_envs, c.env.num_seeds = 16, 2
     c.ppo.rollout_len, c.ppo.updates_per_chunk = 32, 10
