@@ -276,27 +276,58 @@ def random_action_steps_per_s(env: str, num_envs: int) -> float:
 
 # -- seeds -----------------------------------------------------------------------------------------
 
+def chunk_program(config) -> Tuple[Callable, Callable]:
+  """``(init, chunk)`` built as ``common/chunk_loop.py`` builds them for a training run.
+
+  ``init(seed)`` runs ``init_state`` in its own jitted program, brings the state to the host
+  and places it (``DataParallel.put``); ``chunk`` is the per-device chunk under
+  ``DataParallel.wrap`` (mesh mode, one device). The first version of this part ran init and
+  chunk as one wrapped program and hung (every thread waiting in ``block_until_ready``) for 16
+  and 2 seeds on the loaded CPU, while training through ``chunk_loop`` never did.
+  """
+  init_state, chunk = cord_train.make_train(config, cord_train.Learner(config))
+  dp = parallel.DataParallel("mesh", 1)
+  specs = cord_train.state_specs()
+  init_jit = jax.jit(init_state)
+
+  def init(seed: int):
+    state = jax.device_get(init_jit(jax.random.PRNGKey(seed)))
+    return dp.put(state, specs)
+
+  return init, dp.wrap(chunk, (specs,), (specs, parallel.REPLICATED))
+
+
 def time_seeds(env: str, model: str, num_envs: int, updates: int, seeds: int) -> Dict[str, float]:
-  """``seeds`` seeds under one vmapped program vs as many sequential one-seed runs."""
-  fn, key, _ = our_program(our_config(env, model, num_envs, updates, seeds=seeds))
-  vmapped = time_program(fn, key, 1)
-  print(f"  seeds: {seeds} vmapped in one program: {vmapped['run_s']:.2f}s (compile "
-        f"{vmapped['compile_s']:.1f}s)", flush=True)
-  fn1, key1, _ = our_program(our_config(env, model, num_envs, updates, seeds=1))
-  keys = [jax.device_put(key1, key1.sharding)] + [
-      jax.device_put(np.asarray(jax.random.PRNGKey(s)), key1.sharding) for s in range(1, seeds)]
+  """``seeds`` seeds under one vmapped program vs as many sequential one-seed runs.
+
+  Each side: one untimed call compiles (its time is reported apart), then the timed calls: one
+  chunk of ``updates`` updates for all seeds at once, against one chunk per seed in turn with
+  the one-seed program (each from its own initial state, built before the clock starts).
+  """
+  init, chunk = chunk_program(our_config(env, model, num_envs, updates, seeds=seeds))
+  state = init(0)
   t0 = time.perf_counter()
-  compiled = jax.jit(fn1).lower(key1).compile()
+  jax.block_until_ready(chunk(state))
+  vmap_compile = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  jax.block_until_ready(chunk(state))
+  vmap_s = time.perf_counter() - t0
+  print(f"  seeds: {seeds} vmapped in one program: {vmap_s:.2f}s (first call, with compile: "
+        f"{vmap_compile:.1f}s)", flush=True)
+  init1, chunk1 = chunk_program(our_config(env, model, num_envs, updates, seeds=1))
+  states = [init1(s) for s in range(seeds)]
+  t0 = time.perf_counter()
+  jax.block_until_ready(chunk1(states[0]))
   seq_compile = time.perf_counter() - t0
   t0 = time.perf_counter()
-  for k in keys:
-    jax.block_until_ready(compiled(k))
+  for st in states:
+    jax.block_until_ready(chunk1(st))
   seq = time.perf_counter() - t0
   steps = seeds * updates * num_envs * _ROLLOUT.value
-  return {"seeds": seeds, "vmap_s": vmapped["run_s"], "vmap_compile_s": vmapped["compile_s"],
+  return {"seeds": seeds, "vmap_s": vmap_s, "vmap_compile_s": vmap_compile,
           "sequential_s": seq, "sequential_compile_s": seq_compile,
-          "vmap_steps_per_s": steps / vmapped["run_s"], "sequential_steps_per_s": steps / seq,
-          "ratio": seq / vmapped["run_s"]}
+          "vmap_steps_per_s": steps / vmap_s, "sequential_steps_per_s": steps / seq,
+          "ratio": seq / vmap_s}
 
 
 # -- report ----------------------------------------------------------------------------------------
