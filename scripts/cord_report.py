@@ -168,8 +168,8 @@ def report(workdir: str, baseline: str) -> dict:
         tests.append({"comparison": f"{method} - {baseline}", "quantity": q.replace("_", "-"),
                       "difference": f"{a[q].mean() - b[q].mean():+.3f}",
                       "seed spread (std, larger)": f"{max(a[q].std(ddof=1), b[q].std(ddof=1)):.3f}",
-                      "p paired (sign flip)": f"{sign_flip_p(a[q] - b[q]):.3f}",
-                      "p unpaired (permutation)": f"{permutation_p(a[q], b[q]):.3f}"})
+                      "p paired (sign flip)": f"{sign_flip_p(a[q] - b[q]):.2g}",
+                      "p unpaired (permutation)": f"{permutation_p(a[q], b[q]):.2g}"})
   return {"methods": methods, "rows": rows, "tests": tests,
           "per_seed": {m: {k: v.tolist() for k, v in ps.items()} for m, ps in seeds.items()}}
 
