@@ -8,7 +8,8 @@
   value, not one pooled token; ``model.multi_tokens``). The mask ablation only changes anything
   with mean pooling or two or more token layers: with one token layer and ``last`` pooling, the
   last slot of an item sees the same tokens under either mask (measured identical), so compare
-  ``meanpool`` with ``causal,meanpool``;
+  ``meanpool`` with ``causal,meanpool`` (with run_suite.py, whose ``--models`` list splits on
+  commas, put one of them in the config argument: ``--config=...:heterrec,causal --models=meanpool``);
 - a model size from the ladder: ``xs``, ``s``, ``m``, ``l`` (width and depth; see ``SIZES``), to
   measure how quality grows with size;
 - ``mask``: evaluate with history masking;
