@@ -81,9 +81,20 @@ class MetricWriter:
 
 
 def read_jsonl(path: str, split: Optional[str] = None) -> list[dict]:
-  """The rows of a ``metrics.jsonl`` (optionally one split), for plots and tests."""
+  """The rows of a ``metrics.jsonl`` (optionally one split), for plots, reports and tests.
+
+  Raises:
+    ValueError: naming the file and line of a row that is not JSON.
+  """
+  rows = []
   with open(path) as f:
-    rows = [json.loads(l) for l in f if l.strip()]
+    for line_no, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        rows.append(json.loads(line))
+      except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{line_no}: not JSON ({e}).") from e
   return [r for r in rows if split is None or r.get("split") == split]
 
 

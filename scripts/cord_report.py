@@ -81,16 +81,10 @@ def permutation_p(a: np.ndarray, b: np.ndarray) -> float:
 def curves(metrics_path: str) -> tuple[np.ndarray, np.ndarray]:
   """(env steps ``[T]``, returns ``[T, S]``) from a run's metrics.jsonl (train rows)."""
   steps, rows = [], []
-  with open(metrics_path) as f:
-    for line_no, line in enumerate(f, 1):
-      try:
-        rec = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{metrics_path}:{line_no}: not JSON ({e}).") from e
-      seeds = sorted((k for k in rec if k.startswith("return/seed_")),
-                     key=lambda k: int(k.rsplit("_", 1)[1]))
-      if rec.get("split", "train") != "train" or not seeds:
-        continue
+  for rec in metric_writers.read_jsonl(metrics_path, "train"):
+    seeds = sorted((k for k in rec if k.startswith("return/seed_")),
+                   key=lambda k: int(k.rsplit("_", 1)[1]))
+    if seeds:
       steps.append(rec["step"])
       rows.append([rec[k] for k in seeds])
   if not rows:
