@@ -21,14 +21,14 @@ A seed-by-seed table (run i of A against run i of B) is printed too. Nothing is 
 """
 
 import json
-import os
-import sys
 
 from absl import app
 from absl import flags
-import numpy as np
 
 from common import metric_writers
+from common.recsys.paired import compare
+from common.recsys.paired import format_markdown
+from common.recsys.paired import load_ranks
 
 _A = flags.DEFINE_list("a", None, "Run workdirs (or ranks_*.npz files) of model A.")
 _B = flags.DEFINE_list("b", None, "Run workdirs (or ranks_*.npz files) of model B.")
@@ -41,113 +41,6 @@ _RESAMPLES = flags.DEFINE_integer("resamples", 10000, "Bootstrap / sign-flip res
 _SEED = flags.DEFINE_integer("seed", 0, "Resampling seed.")
 _OUT = flags.DEFINE_string("out", None, "Optional JSON of the results (written atomically).")
 flags.mark_flags_as_required(["a", "b"])
-
-
-def load_ranks(path: str, split: str) -> dict:
-  """One run's saved ranks; ``path`` is a run workdir or the npz itself."""
-  file = path if path.endswith(".npz") else os.path.join(path, f"ranks_{split}.npz")
-  if not os.path.exists(file):
-    raise FileNotFoundError(f"{file}: no saved ranks. Runs write ranks_<split>.npz at the end "
-                            "with eval.save_ranks=True (heterrec_jax.train); is the run finished?")
-  with np.load(file) as z:
-    missing = {"users", "targets", "ranks", "target_train_count"} - set(z.files)
-    if missing:
-      raise ValueError(f"{file}: missing arrays {sorted(missing)}; not a ranks file.")
-    return {k: z[k] for k in z.files} | {"file": file}
-
-
-def per_user_metric(ranks: np.ndarray, metric: str) -> np.ndarray:
-  """Per-user metric from 0-based ranks, as ``common.recsys.metrics.metrics_from_ranks``."""
-  name, _, k = metric.partition("@")
-  if (name not in ("ndcg", "hr", "mrr") or not (k.isdigit() and int(k) >= 1 or k == "all")
-      or metric == "hr@all"):
-    raise ValueError(f"--metric={metric!r}: expected ndcg@K, hr@K or mrr@K (K >= 1), "
-                     "ndcg@all or mrr@all.")
-  r = ranks.astype(np.float64)
-  hit = np.ones(r.shape, bool) if k == "all" else r < int(k)
-  if name == "hr":
-    return hit.astype(np.float64)
-  if name == "ndcg":
-    return np.where(hit, 1.0 / np.log2(r + 2.0), 0.0)
-  return np.where(hit, 1.0 / (r + 1.0), 0.0)
-
-
-def check_same_users(runs: list[dict]) -> None:
-  ref = runs[0]
-  for run in runs[1:]:
-    for key in ("users", "targets"):
-      if run[key].shape != ref[key].shape or not np.array_equal(run[key], ref[key]):
-        raise ValueError(f"{run['file']} and {ref['file']}: different evaluated {key}; a paired "
-                         "test needs the same data, split and evaluation users.")
-
-
-def paired_stats(a: np.ndarray, b: np.ndarray, resamples: int, seed: int) -> dict:
-  """Mean difference a - b over users, its bootstrap 95% interval and sign-flip p-value."""
-  d = a - b
-  n = len(d)
-  rng = np.random.default_rng(seed)
-  boot = np.empty(resamples)
-  flips = np.empty(resamples)
-  for i in range(0, resamples, 1000):  # chunks keep memory at 1000 x n
-    m = min(1000, resamples - i)
-    boot[i:i + m] = d[rng.integers(0, n, size=(m, n))].mean(axis=1)
-    flips[i:i + m] = (d * rng.choice((-1.0, 1.0), size=(m, n))).mean(axis=1)
-  observed = d.mean()
-  # Add-one estimate: the observed assignment is one of the permutations.
-  p = (1 + np.sum(np.abs(flips) >= abs(observed) - 1e-15)) / (resamples + 1)
-  lo, hi = np.quantile(boot, (0.025, 0.975))
-  return dict(n=int(n), mean_a=float(a.mean()), mean_b=float(b.mean()), diff=float(observed),
-              se=float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
-              ci95=(float(lo), float(hi)), p_sign_flip=float(p),
-              wins=int(np.sum(d > 0)), ties=int(np.sum(d == 0)), losses=int(np.sum(d < 0)))
-
-
-def popularity_bands(counts: np.ndarray, bands: int) -> list[np.ndarray]:
-  """Equal-sized bands of users by their target's training count, rarest first."""
-  order = np.argsort(counts, kind="stable")
-  return [np.sort(idx) for idx in np.array_split(order, bands)]
-
-
-def compare(a_runs: list[dict], b_runs: list[dict], metric: str, bands: int, resamples: int,
-            seed: int) -> dict:
-  check_same_users(a_runs + b_runs)
-  a = np.mean([per_user_metric(r["ranks"], metric) for r in a_runs], axis=0)
-  b = np.mean([per_user_metric(r["ranks"], metric) for r in b_runs], axis=0)
-  counts = a_runs[0]["target_train_count"]
-  out = {"metric": metric, "runs_a": [r["file"] for r in a_runs],
-         "runs_b": [r["file"] for r in b_runs],
-         "pooled": paired_stats(a, b, resamples, seed), "bands": [], "per_seed": []}
-  for idx in popularity_bands(counts, bands):
-    stats = paired_stats(a[idx], b[idx], resamples, seed)
-    stats["target_count_range"] = (int(counts[idx].min()), int(counts[idx].max()))
-    out["bands"].append(stats)
-  for ra, rb in zip(a_runs, b_runs):
-    out["per_seed"].append(paired_stats(per_user_metric(ra["ranks"], metric),
-                                        per_user_metric(rb["ranks"], metric), resamples, seed))
-  return out
-
-
-def format_markdown(res: dict, labels: tuple[str, str]) -> str:
-  la, lb = labels
-  m = res["metric"]
-  head = (f"| users | {la} {m} | {lb} {m} | {la} - {lb} (± s.e.) | 95% CI (bootstrap) | p (sign flip) "
-          f"| wins / ties / losses |\n|---|---|---|---|---|---|---|\n")
-
-  def row(name, s):
-    return (f"| {name} | {s['n']} | {s['mean_a']:.4f} | {s['mean_b']:.4f} | "
-            f"{s['diff']:+.4f} ± {s['se']:.4f} | "
-            f"[{s['ci95'][0]:+.4f}, {s['ci95'][1]:+.4f}] | {s['p_sign_flip']:.3f} | "
-            f"{s['wins']} / {s['ties']} / {s['losses']} |\n")
-
-  text = "| comparison " + head.replace("|---|", "|---|---|", 1)
-  text += row(f"all, per-user mean over {len(res['runs_a'])} + {len(res['runs_b'])} runs",
-              res["pooled"])
-  for i, s in enumerate(res["bands"]):
-    lo, hi = s["target_count_range"]
-    text += row(f"target popularity band {i + 1} (train count {lo}-{hi})", s)
-  for i, s in enumerate(res["per_seed"]):
-    text += row(f"run {i} against run {i}", s)
-  return text
 
 
 def main(argv):

@@ -1,15 +1,14 @@
-"""scripts/cord_report.py: per-seed cross-play, the exact tests over seeds, curves and errors."""
+"""cord_jax.report (scripts/cord_report.py) and common.significance: per-seed cross-play, the exact tests over seeds, curves and errors."""
 
 import json
 import math
 import os
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "scripts"))
-import cord_report  # noqa: E402
+from common import significance
+from cord_jax import report as cord_report
 
 
 def test_per_seed_rows_and_columns():
@@ -27,15 +26,15 @@ def test_per_seed_rows_and_columns():
 
 def test_sign_flip_exact():
   # All 4 differences positive: only the all-plus and all-minus patterns reach |sum|.
-  assert cord_report.sign_flip_p(np.array([1.0, 2.0, 3.0, 4.0])) == pytest.approx(2 / 16)
-  assert cord_report.sign_flip_p(np.array([1.0, -1.0, 1.0, -1.0])) == pytest.approx(1.0)
+  assert significance.sign_flip_p(np.array([1.0, 2.0, 3.0, 4.0])) == pytest.approx(2 / 16)
+  assert significance.sign_flip_p(np.array([1.0, -1.0, 1.0, -1.0])) == pytest.approx(1.0)
 
 
 def test_permutation_exact():
   a, b = np.arange(4.0) + 10, np.arange(4.0)
   # Fully separated samples: only the observed split and its mirror are as extreme.
-  assert cord_report.permutation_p(a, b) == pytest.approx(2 / math.comb(8, 4))
-  assert cord_report.permutation_p(a, a.copy()) == pytest.approx(1.0)
+  assert significance.permutation_p(a, b) == pytest.approx(2 / math.comb(8, 4))
+  assert significance.permutation_p(a, a.copy()) == pytest.approx(1.0)
 
 
 def _fake_run(root, method, matrix, returns):

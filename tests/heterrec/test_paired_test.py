@@ -1,7 +1,5 @@
 """scripts/paired_test.py: per-user paired comparison against numpy references; bad input."""
 
-import functools
-import importlib.util
 import json
 import os
 import subprocess
@@ -10,16 +8,10 @@ import sys
 import numpy as np
 import pytest
 
+from common import significance
+from common.recsys import paired
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@functools.lru_cache(maxsize=None)  # its absl flags may be defined once per process
-def _module():
-  spec = importlib.util.spec_from_file_location(
-      "paired_test", os.path.join(REPO, "scripts", "paired_test.py"))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
 
 
 def _save(path, ranks, users=None, targets=None, counts=None):
@@ -32,30 +24,28 @@ def _save(path, ranks, users=None, targets=None, counts=None):
 
 
 def test_per_user_metric_matches_reference():
-  mod = _module()
   ranks = np.array([0, 1, 4, 9, 10, 50])
-  np.testing.assert_allclose(mod.per_user_metric(ranks, "ndcg@10"),
+  np.testing.assert_allclose(paired.per_user_metric(ranks, "ndcg@10"),
                              [1, 1 / np.log2(3), 1 / np.log2(6), 1 / np.log2(11), 0, 0])
-  np.testing.assert_allclose(mod.per_user_metric(ranks, "hr@5"), [1, 1, 1, 0, 0, 0])
-  np.testing.assert_allclose(mod.per_user_metric(ranks, "mrr@10"), [1, 0.5, 0.2, 0.1, 0, 0])
-  np.testing.assert_allclose(mod.per_user_metric(ranks, "mrr@all"), 1 / (ranks + 1.0))
-  np.testing.assert_allclose(mod.per_user_metric(ranks, "ndcg@all"), 1 / np.log2(ranks + 2.0))
+  np.testing.assert_allclose(paired.per_user_metric(ranks, "hr@5"), [1, 1, 1, 0, 0, 0])
+  np.testing.assert_allclose(paired.per_user_metric(ranks, "mrr@10"), [1, 0.5, 0.2, 0.1, 0, 0])
+  np.testing.assert_allclose(paired.per_user_metric(ranks, "mrr@all"), 1 / (ranks + 1.0))
+  np.testing.assert_allclose(paired.per_user_metric(ranks, "ndcg@all"), 1 / np.log2(ranks + 2.0))
   with pytest.raises(ValueError, match="--metric"):
-    mod.per_user_metric(ranks, "hr@all")
+    paired.per_user_metric(ranks, "hr@all")
   with pytest.raises(ValueError, match="--metric"):
-    mod.per_user_metric(ranks, "auc@10")
+    paired.per_user_metric(ranks, "auc@10")
 
 
 def test_clear_difference_is_significant_and_null_is_not():
-  mod = _module()
   rng = np.random.default_rng(0)
   a = rng.random(500)
-  strong = mod.paired_stats(a + 0.1, a, resamples=2000, seed=0)
+  strong = significance.paired_stats(a + 0.1, a, resamples=2000, seed=0)
   assert strong["diff"] == pytest.approx(0.1) and strong["wins"] == 500
   assert strong["p_sign_flip"] < 0.01
   assert strong["ci95"][0] == pytest.approx(0.1) and strong["ci95"][1] == pytest.approx(0.1)
   noise = rng.normal(0, 0.2, 500)
-  null = mod.paired_stats(a + noise - noise.mean(), a, resamples=2000, seed=0)
+  null = significance.paired_stats(a + noise - noise.mean(), a, resamples=2000, seed=0)
   assert null["p_sign_flip"] > 0.5 and null["ci95"][0] < 0 < null["ci95"][1]
 
 
