@@ -456,9 +456,10 @@ def main(argv):
     parts += ["## Ours (CORD `mappo`) vs JaxMARL on MPE simple_spread (target >= 1.0x)\n",
               _table(["ours vs JaxMARL", "envs", "updates", "ours", "JaxMARL", "ours/JaxMARL",
                       ">= 1.0x", "compile s (ours / JaxMARL)"], vs_rows) + "\n"]
-  parts += ["## Training vs the env's random-action throughput (same envs)\n",
-            _table(["env", "model", "envs", "updates", "training", "random actions",
-                    "training/random", "compile s"], own_rows) + "\n"]
+  if own_rows:  # none with --envs= (only the seeds part ran)
+    parts += ["## Training vs the env's random-action throughput (same envs)\n",
+              _table(["env", "model", "envs", "updates", "training", "random actions",
+                      "training/random", "compile s"], own_rows) + "\n"]
   if results["seeds"]:
     s = results["seeds"]
     parts += [f"## {s['seeds']} seeds: vmap vs sequential ({s['env']}, {label[s['model']]}, "
