@@ -56,7 +56,7 @@ def set_recipe(c: ml_collections.ConfigDict) -> None:
 def finish(c: ml_collections.ConfigDict, opts: list[str]) -> ml_collections.ConfigDict:
   """Applies the options (model, ablations, sizes), then HeterRec's measured dropout."""
   options.apply(c, opts)
-  if c.model.name == "heterrec":
+  if c.model.name == "heterrec" and "regularized" not in opts:
     # Every item passes dropout at both HCT levels; 0.5 at both over-regularises HeterRec, while
     # 0.2 helps it and hurts the single-level baselines (docs/heterrec_results.md, 2026-12-02).
     c.model.dropout = c.model.attention_dropout = 0.2

@@ -20,7 +20,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
     (ml1m, "heterrec,l"), (seqtext, "runlocal,sasrec"), (synthetic, "quick,m"),
     (synthetic, "runlocal,s"), (synthetic, "quick,postln"), (ml100k, "runlocal,heterrec"),
     (amazon_toys, ""), (amazon_toys, "runlocal,heterrec,pervalue"), (amazon_toys, "sasrec"),
-    (amazon_toys, "fusion_sasrec"), (amazon_toys, "bert4rec")])
+    (amazon_toys, "fusion_sasrec"), (amazon_toys, "bert4rec"), (amazon_toys, "heterrec,regularized"),
+    (synthetic, "quick,regularized")])
 def test_configs_load_and_check(module, arg):
   config = module.get_config(arg)
   model, loss = config_lib.validate(config)
@@ -36,6 +37,9 @@ def test_configs_load_and_check(module, arg):
   if "postln" in opts:
     assert config.model.norm == "post"
   assert config.model.multi_tokens == ("per_value" if "pervalue" in opts else "pooled")
+  if "regularized" in opts:
+    assert (config.model.pooling, config.model.candidate_fusion) == ("mean", "sum")
+    assert config.model.dropout == config.model.attention_dropout == 0.5
   if module is synthetic:  # ml100k defaults to RecBole's post-LN block
     assert config.model.norm == ("post" if "postln" in opts else "pre")
   for size, (d, heads, token_layers, item_layers) in options.SIZES.items():
@@ -54,6 +58,10 @@ def test_sequence_file_configs_mask_the_history():
   # ML-100K's HeterRec recipe: one token layer, dropout 0.2 (0.5 for the baselines).
   assert (toys.model.token_layers, toys.model.dropout) == (1, 0.2)
   assert amazon_toys.get_config("sasrec").model.dropout == 0.5
+  # The measured Toys remedy is an option, not a silent default: it must survive finish(), which
+  # otherwise sets HeterRec's 0.2.
+  reg = amazon_toys.get_config("heterrec,regularized")
+  assert (reg.model.dropout, reg.model.pooling, reg.model.candidate_fusion) == (0.5, "mean", "sum")
 
 
 def test_seqtext_data_config_reads_a_sequence_file(tmp_path):
