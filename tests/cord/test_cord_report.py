@@ -1,4 +1,5 @@
-"""cord_jax.report (scripts/cord_report.py) and common.significance: per-seed cross-play, the exact tests over seeds, curves and errors."""
+"""cord_jax.report (scripts/cord_report.py) and common.significance: per-seed cross-play, the
+exact tests over seeds, curves and errors."""
 
 import json
 import math
